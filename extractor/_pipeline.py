@@ -1,0 +1,659 @@
+"""The export run: list ids -> bounded queue -> worker pool -> Parquet -> commit.
+
+Stages and what bounds them:
+
+* the pager lists ids page by page into a bounded work queue (backpressure
+  stops the listing when workers fall behind);
+* ``pool_size`` workers each take an id, fetch its profile (and its employment
+  details when asked) through the :class:`~extractor._http.ApiClient`, whose
+  every call waits on the one :class:`~extractor._rate.RateController`;
+* fetched records collect into a shared batch handed to the table writers,
+  which encode Parquet in a thread (the event loop never blocks on disk);
+* every ``checkpoint_interval`` the writers close their files and the journal
+  records them: that is what a rerun after a crash does not fetch again;
+* catch-up passes list again and read ``employee-changes`` for the time the run
+  spanned, refetching what was hired or changed and dropping what was removed,
+  until a pass finds nothing new; then the snapshot is committed atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from ._auth import TokenProvider
+from ._config import ExportConfig
+from ._errors import (
+    AuthError,
+    ExtractError,
+    ForbiddenError,
+    NotFoundError,
+    PermanentError,
+    RequestError,
+    TransientError,
+)
+from ._http import ApiClient, make_session
+from ._pager import list_employee_ids
+from ._rate import DEFAULT_RATE_SETTINGS, Outcome, RateController, RateSettings
+from ._schema import EMPLOYEES, EMPLOYMENT_DETAILS, SCHEMA_VERSION
+from ._sink import AsyncTableWriter
+from ._snapshot import SnapshotStore, StagedSnapshot
+from ._stats import RunStats
+
+__all__ = ["ExportResult", "export"]
+
+log = logging.getLogger("extractor")
+
+#: Work queue length: enough to keep every worker busy, small enough to stay flat.
+QUEUE_SIZE = 4096
+#: Records handed to a table writer at once.
+WRITE_BATCH = 1000
+#: Page fetches in flight while listing.
+LISTING_CONCURRENCY = 8
+#: Failed ids listed in the manifest (the count is always exact).
+MAX_FAILED_IN_MANIFEST = 1000
+#: Clock skew allowed between us and the tenant when reading the change feed.
+CHANGE_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class ExportResult:
+    """What an export did. ``exit_code`` follows PRODUCT.md (0, 1, 3)."""
+
+    snapshot_id: str
+    committed: bool
+    complete: bool
+    manifest_path: Path | None
+    manifest: dict[str, Any]
+    failed: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if not self.committed:
+            return 1
+        return 0 if self.complete else 3
+
+
+@dataclass
+class _CatchUp:
+    pass_no: int
+    listed: int = 0
+    new: int = 0
+    removed: int = 0
+    changed: int = 0
+    retried_failed: int = 0
+    change_records: int = 0
+
+    @property
+    def found_anything(self) -> bool:
+        return bool(self.new or self.removed or self.changed or self.retried_failed)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _fingerprint(config: ExportConfig) -> dict[str, Any]:
+    """What must match for a rerun to continue an unfinished snapshot."""
+    return {
+        "base_url": config.base_url,
+        "client_id": config.credentials.client_id,
+        "employment_details": config.employment_details,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+class _Run:
+    """One export run; holds the state its stages share."""
+
+    def __init__(
+        self,
+        config: ExportConfig,
+        stats: RunStats,
+        controller: RateController,
+        staged: StagedSnapshot,
+        started_at: datetime,
+        segment: int,
+        done: dict[str, set[str]],
+    ) -> None:
+        self.config = config
+        self.stats = stats
+        self.controller = controller
+        self.staged = staged
+        self.started_at = started_at
+        self.pass_no = segment
+        self.done = done  # table -> ids already durable from an earlier segment
+        self.seen: set[str] = set()
+        self.removed: set[str] = set()
+        self.latest_pass: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.change_keys: set[tuple[str, str, str]] = set()
+        self.catch_ups: list[_CatchUp] = []
+        self.feed_available = True
+        self.feed_note = ""
+        self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
+        self._batches: dict[str, list[dict[str, Any]]] = {}
+        self.writers: dict[str, AsyncTableWriter] = {}
+        self.client: ApiClient
+        self._checkpoint_lock = asyncio.Lock()
+
+    # -- writing ------------------------------------------------------------
+
+    async def _emit(self, table: str, record: dict[str, Any]) -> None:
+        batch = self._batches[table]
+        batch.append(record)
+        if len(batch) >= WRITE_BATCH:
+            self._batches[table] = []
+            await self.writers[table].write(batch)
+
+    async def flush_and_checkpoint(self) -> None:
+        """Hand every buffered record to its writer, close files, journal them."""
+        async with self._checkpoint_lock:
+            pass_no = self.pass_no
+            for table, batch in self._batches.items():
+                if batch:
+                    self._batches[table] = []
+                    await self.writers[table].write(batch)
+            for table, writer in self.writers.items():
+                files = await writer.checkpoint()
+                if files:
+                    self.staged.record_finished(table, files, pass_no)
+
+    async def checkpointer(self) -> None:
+        while True:
+            await anyio.sleep(self.config.checkpoint_interval)
+            await self.flush_and_checkpoint()
+
+    # -- fetching -----------------------------------------------------------
+
+    async def worker(self) -> None:
+        queue = self.queue
+        while True:
+            employee_id = await queue.get()
+            try:
+                await self._fetch_one(employee_id)
+            finally:
+                queue.task_done()
+
+    async def _fetch_one(self, employee_id: str) -> None:
+        client = self.client
+        need_profile = employee_id not in self.done["employees"]
+        need_details = (
+            self.config.employment_details and employee_id not in self.done["employment_details"]
+        )
+        try:
+            profile = None
+            if need_profile:
+                profile = await client.get_json(
+                    client.employee_path(employee_id), what=f"employee {employee_id}"
+                )
+                if not isinstance(profile, dict) or profile.get("employeeId") != employee_id:
+                    self._fail(employee_id, "profile body is not this employee's record")
+                    return
+            details = None
+            if need_details:
+                details = await client.get_json(
+                    client.employment_details_path(employee_id),
+                    what=f"employment details {employee_id}",
+                )
+                if not isinstance(details, dict):
+                    self._fail(employee_id, "employment details body is not an object")
+                    return
+                details.setdefault("employeeId", employee_id)
+        except NotFoundError:
+            # Deleted between listing and fetch: not a failure, and not in the snapshot.
+            self.stats.vanished += 1
+            self.removed.add(employee_id)
+            return
+        except (AuthError, ForbiddenError):
+            raise  # every other call would fail the same way: stop the run
+        except (TransientError, PermanentError) as exc:
+            self._fail(employee_id, str(exc))
+            return
+        self.failed.pop(employee_id, None)
+        self.stats.fetched += 1
+        if profile is not None:
+            await self._emit("employees", profile)
+            self.stats.written += 1
+        if details is not None:
+            await self._emit("employment_details", details)
+
+    def _fail(self, employee_id: str, reason: str) -> None:
+        if employee_id not in self.failed:
+            self.stats.failed += 1
+        self.failed[employee_id] = reason
+
+    async def enqueue(self, ids: Iterable[str]) -> None:
+        for employee_id in ids:
+            self.stats.queued += 1
+            await self.queue.put(employee_id)
+
+    # -- pass 0: list everything, fetch what is not yet written --------------
+
+    async def first_pass(self) -> None:
+        done_profiles = self.done["employees"]
+        done_details = self.done["employment_details"]
+        details = self.config.employment_details
+        seen = self.seen
+        stats = self.stats
+
+        async def on_page(ids: list[str]) -> None:
+            fresh: list[str] = []
+            for employee_id in ids:
+                if employee_id in seen:
+                    continue
+                seen.add(employee_id)
+                if employee_id in done_profiles and (not details or employee_id in done_details):
+                    stats.skipped_done += 1
+                    continue
+                fresh.append(employee_id)
+            stats.listed = len(seen)
+            await self.enqueue(fresh)
+
+        def on_total(total: int) -> None:
+            stats.total_reported = total
+
+        stats.phase = "listing+fetching"
+        await list_employee_ids(
+            self.client,
+            self.config.dialect,
+            on_page,
+            page_size=self.config.page_size,
+            concurrency=LISTING_CONCURRENCY,
+            on_total=on_total,
+        )
+        stats.phase = "fetching"
+        await self.queue.join()
+
+    # -- catch-up passes -------------------------------------------------------
+
+    async def relist(self) -> set[str]:
+        listing: set[str] = set()
+
+        async def on_page(ids: list[str]) -> None:
+            listing.update(ids)
+
+        await list_employee_ids(
+            self.client,
+            self.config.dialect,
+            on_page,
+            page_size=self.config.page_size,
+            concurrency=LISTING_CONCURRENCY,
+        )
+        return listing
+
+    async def read_changes(self) -> list[dict[str, Any]]:
+        """New change records since the run began (deduplicated across passes)."""
+        if not self.feed_available:
+            return []
+        dialect = self.config.dialect
+        start = (self.started_at - CHANGE_SKEW).date()
+        end = (_utcnow() + CHANGE_SKEW).date()
+        records: list[dict[str, Any]] = []
+        try:
+            for window_start, window_end in _windows(start, end, dialect.change_window_days):
+                page = 1
+                while True:
+                    params = {
+                        dialect.start_date_param: window_start.isoformat(),
+                        dialect.end_date_param: window_end.isoformat(),
+                        dialect.page_param: str(page),
+                        dialect.per_page_param: str(self.config.page_size),
+                    }
+                    body = await self.client.get_json(
+                        dialect.changes_path, params, what="employee-changes"
+                    )
+                    data = body.get("data") if isinstance(body, dict) else None
+                    if not isinstance(data, list) or not data:
+                        break
+                    records.extend(r for r in data if isinstance(r, dict))
+                    if len(data) < self.config.page_size:
+                        break
+                    page += 1
+        except (ForbiddenError, NotFoundError, RequestError) as exc:
+            self.feed_available = False
+            self.feed_note = f"employee-changes unavailable ({exc}); catch-up used listings only"
+            log.warning(self.feed_note)
+            return []
+        cutoff = self.started_at - CHANGE_SKEW
+        fresh: list[dict[str, Any]] = []
+        for record in records:
+            employee_id = record.get("employeeId")
+            if not isinstance(employee_id, str):
+                continue
+            when = str(record.get("changedAt") or record.get("changedDate") or "")
+            if not _after(when, cutoff):
+                continue
+            key = (employee_id, when, str(record.get("changeType", "")))
+            if key in self.change_keys:
+                continue
+            self.change_keys.add(key)
+            fresh.append(record)
+        return fresh
+
+    async def catch_up(self, number: int) -> _CatchUp:
+        self.pass_no += 1
+        self.staged.save_run_state({**self.staged.run_state, "pass_no": self.pass_no})
+        report = _CatchUp(pass_no=number)
+        self.stats.phase = f"catch-up {number}"
+        listing = await self.relist()
+        report.listed = len(listing)
+        changes = await self.read_changes()
+        report.change_records = len(changes)
+        known = self.seen | self.done["employees"]
+        new_ids = listing - known
+        removed_now = (known - listing) - self.removed
+        changed = {r["employeeId"] for r in changes if r["employeeId"] in listing} - new_ids
+        retry = set(self.failed) & listing
+        for employee_id in set(self.failed) - listing:
+            # failed, and gone from the tenant since: nothing left to fetch
+            self.failed.pop(employee_id)
+            self.stats.failed -= 1
+        report.new, report.removed, report.changed = len(new_ids), len(removed_now), len(changed)
+        report.retried_failed = len(retry - changed - new_ids)
+        self.removed |= removed_now
+        self.seen = listing
+        for employee_id in changed | retry:
+            # a refetch replaces the earlier row: the writers drop rows of earlier passes
+            self.latest_pass[employee_id] = self.pass_no
+            self.done["employees"].discard(employee_id)
+            self.done["employment_details"].discard(employee_id)
+        refetch = new_ids | changed | retry
+        self.stats.listed = len(listing)
+        self.stats.total_reported = len(listing)
+        await self.enqueue(sorted(refetch))
+        await self.queue.join()
+        return report
+
+
+def _after(when: str, cutoff: datetime) -> bool:
+    """Is a change's timestamp (or date) at or after the cutoff? Unknown -> yes."""
+    if not when:
+        return True
+    try:
+        if len(when) == 10:
+            return date.fromisoformat(when) >= cutoff.date()
+        ts = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        return ts >= cutoff
+    except ValueError:
+        return True
+
+
+def _windows(start: date, end: date, days: int) -> Iterable[tuple[date, date]]:
+    """Split [start, end] (inclusive dates) into windows the tenant accepts."""
+    span = max(1, days - 1)
+    cursor = start
+    while cursor <= end:
+        stop = min(end, cursor + timedelta(days=span))
+        yield cursor, stop
+        cursor = stop + timedelta(days=1)
+
+
+def rate_settings_for(config: ExportConfig) -> RateSettings:
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if config.max_rate is not None:
+        changes["max_rate"] = config.max_rate
+        changes["initial_rate"] = min(DEFAULT_RATE_SETTINGS.initial_rate, config.max_rate)
+    if config.max_concurrency is not None:
+        changes["max_concurrency"] = config.max_concurrency
+        changes["initial_concurrency"] = min(
+            DEFAULT_RATE_SETTINGS.initial_concurrency, config.max_concurrency
+        )
+    return replace(DEFAULT_RATE_SETTINGS, **changes)
+
+
+async def export(
+    config: ExportConfig,
+    *,
+    stats: RunStats | None = None,
+    on_start: Callable[[RunStats, RateController], None] | None = None,
+) -> ExportResult:
+    """Export every employee into a committed Parquet snapshot under ``config.out``.
+
+    Resumes the unfinished snapshot of an earlier run with the same tenant and
+    settings (unless ``config.fresh``). Returns an :class:`ExportResult`; raises
+    :class:`ExtractError` subclasses only for problems before the run starts
+    (e.g. the output folder is locked by another run).
+    """
+    stats = stats or RunStats()
+    store = SnapshotStore(config.out)
+    with store.lock():
+        return await _export_locked(config, store, stats, on_start)
+
+
+async def _export_locked(
+    config: ExportConfig,
+    store: SnapshotStore,
+    stats: RunStats,
+    on_start: Callable[[RunStats, RateController], None] | None,
+) -> ExportResult:
+    fingerprint = _fingerprint(config)
+    staged = store.in_progress()
+    if staged is not None and (config.fresh or staged.run_state.get("fingerprint") != fingerprint):
+        reason = "--fresh" if config.fresh else "its settings differ from this run's"
+        log.warning("discarding unfinished snapshot %s (%s)", staged.snapshot_id, reason)
+        store.discard(staged)
+        staged = None
+    if staged is None and store.recovered_commits:
+        # the previous run was killed while committing; that commit is now finished
+        snapshot_id = store.recovered_commits[-1]
+        manifest = store.read_manifest(snapshot_id)
+        log.info("finished the interrupted commit of snapshot %s", snapshot_id)
+        return ExportResult(
+            snapshot_id=snapshot_id,
+            committed=True,
+            complete=bool(manifest.get("complete")),
+            manifest_path=store.manifest_path(snapshot_id),
+            manifest=manifest,
+        )
+    done: dict[str, set[str]] = {"employees": set(), "employment_details": set()}
+    if staged is None:
+        started_at = _utcnow()
+        snapshot_id = store.new_snapshot_id(started_at)
+        staged = store.begin(
+            snapshot_id,
+            {"fingerprint": fingerprint, "started_at": _iso(started_at), "pass_no": 0},
+        )
+        segment = 0
+        log.info("starting snapshot %s", snapshot_id)
+    else:
+        staged.resume()
+        started_at = datetime.fromisoformat(
+            str(staged.run_state["started_at"]).replace("Z", "+00:00")
+        )
+        # a new segment's rows must outrank every row already written
+        segment = int(staged.run_state.get("pass_no", 0)) + 1
+        staged.save_run_state({**staged.run_state, "pass_no": segment})
+        done["employees"] = staged.written_ids("employees")
+        if config.employment_details:
+            done["employment_details"] = staged.written_ids("employment_details")
+        log.info(
+            "resuming snapshot %s: %d employees already written",
+            staged.snapshot_id,
+            len(done["employees"]),
+        )
+    resumed_from = len(done["employees"])
+
+    settings = rate_settings_for(config)
+    controller = RateController(settings)
+    pool_size = settings.max_concurrency
+    if on_start is not None:
+        on_start(stats, controller)
+    run = _Run(config, stats, controller, staged, started_at, segment, done)
+    error: str | None = None
+    wall_start = time.monotonic()
+    async with make_session(config.timeouts, limit=pool_size) as session:
+        tokens = TokenProvider(
+            session=session,
+            token_url=config.base_url + config.dialect.token_path,
+            credentials=config.credentials,
+            retry=config.retry,
+            acquire=controller.acquire,
+            release=lambda permit, ok: controller.release(
+                permit, Outcome.SUCCESS if ok else Outcome.THROTTLED
+            ),
+            stats=stats.requests,
+        )
+        run.client = ApiClient(
+            session=session,
+            base_url=config.base_url,
+            credentials=config.credentials,
+            dialect=config.dialect,
+            tokens=tokens,
+            controller=controller,
+            retry=config.retry,
+            stats=stats.requests,
+        )
+        tables = [EMPLOYEES] + ([EMPLOYMENT_DETAILS] if config.employment_details else [])
+        for spec in tables:
+            run.writers[spec.name] = AsyncTableWriter(
+                staged.table_dir(spec.name),
+                spec,
+                file_prefix=f"part-{segment:03d}",
+                snapshot_id=staged.snapshot_id,
+            )
+            run._batches[spec.name] = []
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(pool_size):
+                    tg.start_soon(run.worker)
+                tg.start_soon(run.checkpointer)
+                await run.first_pass()
+                await run.flush_and_checkpoint()
+                for number in range(1, config.catch_up_passes + 1):
+                    report = await run.catch_up(number)
+                    run.catch_ups.append(report)
+                    await run.flush_and_checkpoint()
+                    if not report.found_anything:
+                        break
+                tg.cancel_scope.cancel()
+            for table, writer in run.writers.items():
+                files = await writer.close()
+                if files:
+                    staged.record_finished(table, files, run.pass_no)
+        except BaseException as exc:
+            error = _describe(exc)
+            # keep whatever is durable so a rerun resumes; never commit
+            for table, writer in run.writers.items():
+                try:
+                    files = await writer.close()
+                    if files:
+                        staged.record_finished(table, files, run.pass_no)
+                except Exception:
+                    log.debug("closing writer after failure", exc_info=True)
+            if not isinstance(exc, Exception):
+                raise
+    elapsed = time.monotonic() - wall_start
+    rejected = {
+        r.employee_id or "<record without employeeId>": r.reason
+        for writer in run.writers.values()
+        for r in writer.rejected
+    }
+    for employee_id, reason in rejected.items():
+        run._fail(employee_id, f"record rejected: {reason}")
+    complete = error is None and not run.failed
+    manifest = _manifest(run, config, elapsed, complete, resumed_from)
+    if error is not None or (run.failed and not config.allow_partial):
+        if error is None:
+            error = (
+                f"{len(run.failed)} employee(s) could not be fetched after retries; nothing "
+                "was committed. Rerun the same command to retry them (written work is kept), "
+                "or pass --allow-partial to commit without them."
+            )
+        staged.save_run_state({**staged.run_state, "last_error": error})
+        return ExportResult(
+            snapshot_id=staged.snapshot_id,
+            committed=False,
+            complete=False,
+            manifest_path=None,
+            manifest=manifest,
+            failed=dict(run.failed),
+            error=error,
+        )
+    stats.phase = "committing"
+    manifest_path = store.commit(staged, manifest, removed=run.removed, latest_pass=run.latest_pass)
+    stats.phase = "done"
+    final = store.read_manifest(staged.snapshot_id)
+    return ExportResult(
+        snapshot_id=staged.snapshot_id,
+        committed=True,
+        complete=complete,
+        manifest_path=manifest_path,
+        manifest=final,
+        failed=dict(run.failed),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """One readable line for the first real error inside a task-group failure."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = inner[0] if inner else exc.exceptions[0]
+    if isinstance(exc, ExtractError):
+        return str(exc)
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _manifest(
+    run: _Run, config: ExportConfig, elapsed: float, complete: bool, resumed_from: int
+) -> dict[str, Any]:
+    stats = run.stats
+    failed = sorted(run.failed)
+    return {
+        "format_version": 1,
+        "tool": f"ukg-extract {__version__}",
+        "mode": "full",
+        "complete": complete,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(_utcnow()),
+        "base_url": config.base_url,
+        "schema_version": SCHEMA_VERSION,
+        "tables_exported": sorted(run.writers),
+        "counts": {
+            "listed": len(run.seen),
+            "total_reported": stats.total_reported,
+            "fetched_this_run": stats.fetched,
+            "resumed_from_checkpoint": resumed_from,
+            "vanished": stats.vanished,
+            "removed_during_run": len(run.removed),
+            "failed": len(failed),
+        },
+        "failed_ids": failed[:MAX_FAILED_IN_MANIFEST],
+        "requests": stats.requests.as_dict(elapsed),
+        "rate_controller": run.controller.snapshot(),
+        "catch_up": [
+            {
+                "pass": c.pass_no,
+                "listed": c.listed,
+                "change_records": c.change_records,
+                "new": c.new,
+                "changed": c.changed,
+                "removed": c.removed,
+                "retried_failed": c.retried_failed,
+            }
+            for c in run.catch_ups
+        ],
+        "consistent_at_commit": bool(run.catch_ups) and not run.catch_ups[-1].found_anything,
+        "change_feed": "used" if run.feed_available else run.feed_note,
+        "duration_seconds": round(elapsed, 3),
+    }

@@ -1,0 +1,798 @@
+"""Where snapshots are committed: staging, the checkpoint journal, the atomic commit, listing.
+
+Layout under the output folder (the contract readers depend on)::
+
+    <out>/employees/snapshot_id=<id>/company_code=X/*.parquet        committed data
+    <out>/employment_details/snapshot_id=<id>/...
+    <out>/_snapshots/<id>.json                  manifest: the commit marker, written last
+    <out>/_staging/<id>/<table>/company_code=X/...  data being written
+    <out>/_staging/<id>/journal.jsonl           one fsynced line per finished file
+    <out>/_staging/<id>/run.json                run state saved by the pipeline
+    <out>/_staging/<id>/commit.json             the manifest to write, once a commit has begun
+    <out>/_state/lock                           flock held for the whole run
+
+The journal is the checkpoint: a data file counts as written only once its line is in the
+journal. On resume, files the journal does not list (in-progress or finished after the last
+checkpoint, e.g. before a kill -9) are deleted and their employees are fetched again.
+
+Commit: exclusions are applied and the tables verified inside staging; then ``commit.json`` is
+written, each table directory is moved into place with one ``rename`` (atomic on one
+filesystem), the manifest is written atomically and the staging folder removed. A crash after
+``commit.json`` is rolled forward by the next :meth:`SnapshotStore.in_progress` or
+:meth:`SnapshotStore.commit`. Readers that glob ``<out>/<table>/**`` see a table of a snapshot
+whole or not at all; readers that start from the manifests see whole snapshots only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ._errors import SnapshotError
+from ._schema import SCHEMA_VERSION, TABLES, TableSpec
+from ._sink import FinishedFile, fsync_dir, io_error, write_parquet_atomically
+
+__all__ = [
+    "JournalEntry",
+    "SnapshotInfo",
+    "SnapshotStore",
+    "StagedSnapshot",
+    "latest_snapshot",
+    "list_snapshots",
+]
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+_SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}Z")
+STAGING_DIR = "_staging"
+MANIFESTS_DIR = "_snapshots"
+STATE_DIR = "_state"
+JOURNAL = "journal.jsonl"
+RUN_STATE = "run.json"
+COMMIT_STATE = "commit.json"
+
+
+# -- small durable-file helpers ---------------------------------------------------------------
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _dumps(data: Mapping[str, Any]) -> bytes:
+    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default)
+    return (text + "\n").encode("utf-8")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename over ``path``, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise io_error(exc, path) from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(
+            f"cannot read {path} ({exc}): restore or remove the file, then rerun"
+        ) from exc
+    if not isinstance(data, dict):
+        raise SnapshotError(f"{path} is not a JSON object: restore or remove it, then rerun")
+    return data
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder so that it disappears at once: rename to a hidden name, then delete."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".{path.name}.trash")
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.rename(path, trash)
+    fsync_dir(path.parent)
+    shutil.rmtree(trash)
+
+
+def _data_files(table_dir: Path) -> Iterator[Path]:
+    for path in sorted(table_dir.rglob("*")):
+        if path.is_file():
+            yield path
+
+
+def _read_keys(path: Path, key: str) -> tuple[pa.ChunkedArray, pa.Schema, int]:
+    """The key column of a Parquet file, its schema, and its largest row group."""
+    with pq.ParquetFile(path) as pf:
+        metadata = pf.metadata
+        biggest = max(
+            (metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)), default=0
+        )
+        return pf.read(columns=[key]).column(key), pf.schema_arrow, biggest
+
+
+# -- journal ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One finished data file, as recorded in the journal; ``path`` is relative to the table."""
+
+    table: str
+    path: str
+    rows: int
+    bytes: int
+    partition: str | None
+    pass_no: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "path": self.path,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "partition": self.partition,
+            "pass": self.pass_no,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JournalEntry:
+        return cls(
+            table=str(data["table"]),
+            path=str(data["path"]),
+            rows=int(data["rows"]),
+            bytes=int(data["bytes"]),
+            partition=None if data.get("partition") is None else str(data["partition"]),
+            pass_no=int(data["pass"]),
+        )
+
+
+def _journal_line(entry: JournalEntry) -> bytes:
+    return json.dumps(entry.to_json(), sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+
+class StagedSnapshot:
+    """A snapshot being written under ``<out>/_staging/<snapshot_id>``.
+
+    Get one from :meth:`SnapshotStore.begin` or :meth:`SnapshotStore.in_progress`; hold the
+    store's lock while using it.
+    """
+
+    def __init__(self, store: SnapshotStore, snapshot_id: str) -> None:
+        self.store = store
+        self.snapshot_id = snapshot_id
+        self.path = store.staging_root / snapshot_id
+        state = _read_json(self.path / RUN_STATE)
+        self.schema_version = int(state.get("schema_version", 0))
+        self.run_state: dict[str, Any] = dict(state.get("state") or {})
+
+    def __repr__(self) -> str:
+        return f"StagedSnapshot({self.snapshot_id!r}, path={str(self.path)!r})"
+
+    @property
+    def commit_pending(self) -> bool:
+        """True when a commit began (``commit.json`` written) but did not finish."""
+        return (self.path / COMMIT_STATE).exists()
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path / JOURNAL
+
+    def table_dir(self, table_name: str) -> Path:
+        """The staging folder of a table (created): the directory to give its writer."""
+        self.store.spec(table_name)
+        path = self.path / table_name
+        if not path.is_dir():
+            try:
+                path.mkdir()
+                fsync_dir(self.path)
+            except OSError as exc:
+                raise io_error(exc, path, "creating") from exc
+        return path
+
+    def save_run_state(self, state: Mapping[str, Any]) -> None:
+        """Replace the saved run state (atomically); it must be JSON-serialisable."""
+        data = {"schema_version": SCHEMA_VERSION, "snapshot_id": self.snapshot_id}
+        _write_atomically(self.path / RUN_STATE, _dumps({**data, "state": dict(state)}))
+        self.run_state = dict(state)
+
+    def record_finished(self, table_name: str, files: Sequence[FinishedFile], pass_no: int) -> None:
+        """Journal finished files (one fsync): from now on they count as written."""
+        if not files:
+            return
+        self.store.spec(table_name)
+        data = b"".join(
+            _journal_line(JournalEntry(table_name, f.path, f.rows, f.bytes, f.partition, pass_no))
+            for f in files
+        )
+        try:
+            self._repair_journal()
+            with open(self.journal_path, "ab") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise io_error(exc, self.journal_path) from exc
+
+    def journal(self) -> list[JournalEntry]:
+        """The journaled files, in order; a torn last line (a crash mid-append) is ignored."""
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise io_error(exc, self.journal_path, "reading") from exc
+        entries: dict[tuple[str, str], JournalEntry] = {}
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: torn or empty
+            if not line.strip():
+                continue
+            try:
+                entry = JournalEntry.from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SnapshotError(
+                    f"{self.journal_path} line {number} is corrupt: the unfinished snapshot "
+                    "cannot be resumed; rerun with --fresh to start a new one"
+                ) from exc
+            entries[(entry.table, entry.path)] = entry
+        return list(entries.values())
+
+    def resume(self) -> dict[str, list[JournalEntry]]:
+        """Make staging match the journal; return the journaled files by table.
+
+        Deletes every data file the journal does not list (in-progress files, files finished
+        after the last checkpoint) and forgets journal lines whose file is gone (their
+        employees are then fetched again). Call it before any writer of this snapshot starts.
+        """
+        if self.commit_pending:
+            raise SnapshotError(
+                f"snapshot {self.snapshot_id} is being committed: call commit to finish it"
+            )
+        entries = self.journal()
+        listed = {(e.table, e.path) for e in entries}
+        removed = 0
+        try:
+            for table_dir in sorted(p for p in self.path.iterdir() if p.is_dir()):
+                for path in _data_files(table_dir):
+                    relative = path.relative_to(table_dir).as_posix()
+                    if (table_dir.name, relative) not in listed:
+                        path.unlink()
+                        removed += 1
+                for folder in sorted(table_dir.iterdir()):
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+        except OSError as exc:
+            raise io_error(exc, self.path, "cleaning") from exc
+        kept = [e for e in entries if (self.path / e.table / e.path).is_file()]
+        if len(kept) != len(entries):
+            log.warning(
+                "snapshot %s: %d journaled files are missing; their employees will be refetched",
+                self.snapshot_id,
+                len(entries) - len(kept),
+            )
+        self._rewrite_journal(kept)
+        if removed:
+            log.info("snapshot %s: removed %d unjournaled files", self.snapshot_id, removed)
+        by_table: dict[str, list[JournalEntry]] = {}
+        for entry in kept:
+            by_table.setdefault(entry.table, []).append(entry)
+        return by_table
+
+    def written_ids(self, table_name: str) -> set[str]:
+        """The keys in the journaled files of a table (reads only the key column)."""
+        key = self.store.spec(table_name).key
+        ids: set[str] = set()
+        for entry in self.journal():
+            if entry.table == table_name:
+                path = self.path / table_name / entry.path
+                try:
+                    keys, _, _ = _read_keys(path, key)
+                except OSError as exc:
+                    raise io_error(exc, path, "reading") from exc
+                ids.update(keys.to_pylist())
+        return ids
+
+    def _repair_journal(self) -> None:
+        # A crash mid-append leaves a torn last line; cut it so the next line starts clean.
+        path = self.journal_path
+        with open(path, "a+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            fh.seek(0)
+            raw = fh.read()
+            fh.truncate(raw.rfind(b"\n") + 1)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _rewrite_journal(self, entries: Sequence[JournalEntry]) -> None:
+        _write_atomically(self.journal_path, b"".join(_journal_line(e) for e in entries))
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """A committed snapshot, as its manifest describes it."""
+
+    snapshot_id: str
+    complete: bool
+    mode: str | None
+    rows: dict[str, int]
+    started_at: str | None
+    finished_at: str | None
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+class SnapshotStore:
+    """The snapshots of one output folder: lock, staging, commit and listing."""
+
+    def __init__(self, out: Path, *, tables: Mapping[str, TableSpec] = TABLES) -> None:
+        self.out = Path(out)
+        self.tables = dict(tables)
+        self.staging_root = self.out / STAGING_DIR
+        self.manifests_dir = self.out / MANIFESTS_DIR
+        self.state_dir = self.out / STATE_DIR
+        #: Snapshot ids whose interrupted commit :meth:`in_progress` finished.
+        self.recovered_commits: list[str] = []
+
+    def spec(self, table_name: str) -> TableSpec:
+        try:
+            return self.tables[table_name]
+        except KeyError:
+            raise ValueError(f"unknown table {table_name!r}") from None
+
+    def table_path(self, table_name: str, snapshot_id: str) -> Path:
+        """Where a committed table lives: ``<out>/<table>/snapshot_id=<id>``."""
+        return self.out / table_name / f"snapshot_id={snapshot_id}"
+
+    def manifest_path(self, snapshot_id: str) -> Path:
+        return self.manifests_dir / f"{snapshot_id}.json"
+
+    def read_manifest(self, snapshot_id: str) -> dict[str, Any]:
+        """The manifest of a committed snapshot."""
+        return _read_json(self.manifest_path(snapshot_id))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``<out>/_state/lock`` for the whole run; a second run gets a SnapshotError."""
+        path = self.state_dir / "lock"
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise io_error(exc, path, "creating") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise io_error(exc, path, "locking") from exc
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                raise SnapshotError(
+                    f"another ukg-extract run (pid {holder or '?'}) is writing to {self.out}: "
+                    "wait for it to finish, or choose another output folder"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def new_snapshot_id(self, now: datetime) -> str:
+        """``now`` in UTC as ``YYYYMMDDTHHMMSSZ``, moved on a second at a time until unused."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        moment = now.astimezone(UTC).replace(microsecond=0)
+        while True:
+            snapshot_id = moment.strftime(SNAPSHOT_ID_FORMAT)
+            if not self._taken(snapshot_id):
+                return snapshot_id
+            moment += timedelta(seconds=1)
+
+    def _taken(self, snapshot_id: str) -> bool:
+        if self.manifest_path(snapshot_id).exists():
+            return True
+        if (self.staging_root / snapshot_id).exists():
+            return True
+        return any(self.out.glob(f"*/snapshot_id={snapshot_id}"))
+
+    def in_progress(self) -> StagedSnapshot | None:
+        """The unfinished snapshot to resume (the newest if several), or None.
+
+        First finishes any commit a crash interrupted (listed in :attr:`recovered_commits`)
+        and tidies folders left by finished commits.
+        """
+        self._recover()
+        ids = self._staged_ids()
+        if not ids:
+            return None
+        if len(ids) > 1:
+            log.warning("several unfinished snapshots %s; resuming the newest", ids)
+        return StagedSnapshot(self, ids[-1])
+
+    def begin(self, snapshot_id: str, run_state: Mapping[str, Any]) -> StagedSnapshot:
+        """Create the staging folder of a new snapshot (atomically) with its run state."""
+        if not _SNAPSHOT_ID.fullmatch(snapshot_id):
+            raise ValueError(f"snapshot id {snapshot_id!r} is not YYYYMMDDTHHMMSSZ")
+        if self._taken(snapshot_id):
+            raise SnapshotError(f"snapshot {snapshot_id} already exists in {self.out}")
+        final = self.staging_root / snapshot_id
+        tmp = self.staging_root / f".{snapshot_id}.new"
+        data = {"schema_version": SCHEMA_VERSION, "snapshot_id": snapshot_id}
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            _write_atomically(tmp / RUN_STATE, _dumps({**data, "state": dict(run_state)}))
+            _write_atomically(tmp / JOURNAL, b"")
+            os.rename(tmp, final)
+            fsync_dir(self.staging_root)
+            fsync_dir(self.out)  # _staging itself may be new
+        except OSError as exc:
+            raise io_error(exc, final, "creating") from exc
+        return StagedSnapshot(self, snapshot_id)
+
+    def discard(self, staged: StagedSnapshot) -> None:
+        """Delete an unfinished snapshot, including tables an interrupted commit moved."""
+        if self.manifest_path(staged.snapshot_id).exists():
+            raise SnapshotError(f"snapshot {staged.snapshot_id} is committed; not discarding it")
+        try:
+            if staged.commit_pending:
+                for table in self.tables:
+                    _remove_tree(self.table_path(table, staged.snapshot_id))
+            _remove_tree(staged.path)
+        except OSError as exc:
+            raise io_error(exc, staged.path, "removing") from exc
+
+    # -- commit -------------------------------------------------------------------------
+
+    def commit(
+        self,
+        staged: StagedSnapshot,
+        manifest: Mapping[str, Any] | None = None,
+        *,
+        removed: Collection[str] = frozenset(),
+        latest_pass: Mapping[str, int] | None = None,
+        now: datetime | None = None,
+    ) -> Path:
+        """Publish a staged snapshot; return the manifest's path.
+
+        ``removed``: keys to drop from every file. ``latest_pass``: key -> the pass that wrote
+        it last; its rows in files of earlier passes are dropped. Only files holding such keys
+        are rewritten. Refuses (SnapshotError, nothing published) when a key occurs twice in a
+        table or staging holds files the journal does not list. The store adds
+        ``snapshot_id``, ``schema_version``, ``committed_at`` and ``tables`` to ``manifest``.
+        If ``staged.commit_pending``, finishes that commit; ``manifest`` is then ignored.
+        """
+        if staged.commit_pending:
+            self._finish_commit(staged.snapshot_id)
+            return self.manifest_path(staged.snapshot_id)
+        if manifest is None:
+            raise ValueError("manifest is required")
+        latest_pass = latest_pass or {}
+        by_table = self._checked_entries(staged)
+        tables: dict[str, dict[str, Any]] = {}
+        kept: list[JournalEntry] = []
+        obsolete: list[Path] = []
+        for table, entries in by_table.items():
+            stats, table_kept, table_obsolete = self._prepare_table(
+                staged, table, entries, removed, latest_pass
+            )
+            tables[table] = stats
+            kept.extend(table_kept)
+            obsolete.extend(table_obsolete)
+        # Journal first, then delete: a crash in between leaves unjournaled files, which a
+        # resume removes.
+        staged._rewrite_journal(kept)
+        try:
+            for path in obsolete:
+                path.unlink()
+                with contextlib.suppress(OSError):  # only if nothing else is in it
+                    path.parent.rmdir()
+        except OSError as exc:
+            raise io_error(exc, staged.path, "cleaning") from exc
+        given = dict(manifest)
+        given_tables = given.get("tables")
+        if isinstance(given_tables, Mapping):
+            tables = {t: {**dict(given_tables.get(t) or {}), **s} for t, s in tables.items()}
+        final = {
+            **given,
+            "snapshot_id": staged.snapshot_id,
+            "schema_version": SCHEMA_VERSION,
+            "committed_at": _iso(now or datetime.now(UTC)),
+            "tables": tables,
+        }
+        _write_atomically(staged.path / COMMIT_STATE, _dumps(final))
+        self._finish_commit(staged.snapshot_id)
+        return self.manifest_path(staged.snapshot_id)
+
+    def _checked_entries(self, staged: StagedSnapshot) -> dict[str, list[JournalEntry]]:
+        entries = staged.journal()
+        listed = {(e.table, e.path) for e in entries}
+        by_table: dict[str, list[JournalEntry]] = {}
+        for table_dir in sorted(p for p in staged.path.iterdir() if p.is_dir()):
+            self._spec_for_commit(table_dir.name)
+            by_table[table_dir.name] = []
+            stray = [
+                p.relative_to(table_dir).as_posix()
+                for p in _data_files(table_dir)
+                if (table_dir.name, p.relative_to(table_dir).as_posix()) not in listed
+            ]
+            if stray:
+                raise SnapshotError(
+                    f"snapshot {staged.snapshot_id}: {len(stray)} file(s) in {table_dir} are not "
+                    f"in the journal (e.g. {stray[0]}); nothing was committed. Close every "
+                    "writer and journal its files before committing; a rerun resumes cleanly"
+                )
+        for entry in entries:
+            path = staged.path / entry.table / entry.path
+            if not path.is_file():
+                raise SnapshotError(
+                    f"snapshot {staged.snapshot_id}: journaled file {path} is missing; nothing "
+                    "was committed. Rerun the same command to refetch what it held"
+                )
+            by_table.setdefault(entry.table, []).append(entry)
+        return by_table
+
+    def _spec_for_commit(self, table: str) -> TableSpec:
+        try:
+            return self.spec(table)
+        except ValueError:
+            raise SnapshotError(
+                f"staging holds an unknown table {table!r}: remove it or rerun with --fresh"
+            ) from None
+
+    def _prepare_table(
+        self,
+        staged: StagedSnapshot,
+        table: str,
+        entries: Sequence[JournalEntry],
+        removed: Collection[str],
+        latest_pass: Mapping[str, int],
+    ) -> tuple[dict[str, Any], list[JournalEntry], list[Path]]:
+        """Apply exclusions to a table's files and verify its keys are unique."""
+        spec = self._spec_for_commit(table)
+        expected = spec.file_schema
+        read: list[tuple[pa.ChunkedArray, pa.Schema, int]] = []
+        for entry in entries:
+            path = staged.path / table / entry.path
+            try:
+                read.append(_read_keys(path, spec.key))
+            except OSError as exc:
+                raise io_error(exc, path, "reading") from exc
+        # A key written in several passes (a catch-up refetch, or a resumed run that
+        # refetched it) keeps only the row of its highest pass.
+        latest = dict(latest_pass)
+        for key, last in _keys_in_several_passes(entries, [r[0] for r in read]).items():
+            latest[key] = max(last, latest.get(key, last))
+        drop_sets: dict[int, pa.Array] = {}
+        for pass_no in {e.pass_no for e in entries}:
+            ids = set(removed) | {k for k, last in latest.items() if last > pass_no}
+            drop_sets[pass_no] = pa.array(sorted(ids), pa.string())
+        key_chunks: list[pa.Array] = []
+        kept: list[JournalEntry] = []
+        obsolete: list[Path] = []
+        for entry, (keys, schema, row_group_rows) in zip(entries, read, strict=True):
+            path = staged.path / table / entry.path
+            if not schema.equals(expected):
+                raise SnapshotError(
+                    f"{path} does not have the schema of table {table!r} (version "
+                    f"{SCHEMA_VERSION}); nothing was committed. Rerun with --fresh"
+                )
+            drop = drop_sets[entry.pass_no]
+            if len(drop):
+                mask = pc.is_in(keys, value_set=drop)
+                if pc.any(mask).as_py():
+                    keep_mask = pc.invert(mask)
+                    keys = keys.filter(keep_mask)
+                    if len(keys) == 0:
+                        obsolete.append(path)
+                        continue
+                    with pq.ParquetFile(path) as pf:
+                        data = pf.read()
+                    write_parquet_atomically(
+                        path, data.filter(keep_mask), row_group_rows=row_group_rows
+                    )
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                raise io_error(exc, path, "reading") from exc
+            key_chunks.extend(keys.chunks)
+            kept.append(
+                JournalEntry(table, entry.path, len(keys), size, entry.partition, entry.pass_no)
+            )
+        self._check_unique(staged.snapshot_id, table, spec.key, key_chunks)
+        partitions = sorted({e.partition for e in kept}, key=lambda v: (v is not None, v or ""))
+        stats = {
+            "rows": sum(e.rows for e in kept),
+            "files": len(kept),
+            "bytes": sum(e.bytes for e in kept),
+            "partitions": partitions,
+        }
+        return stats, kept, obsolete
+
+    @staticmethod
+    def _check_unique(snapshot_id: str, table: str, key: str, chunks: list[pa.Array]) -> None:
+        keys = pa.chunked_array(chunks, pa.string())
+        if len(keys) == 0 or pc.count_distinct(keys).as_py() == len(keys):
+            return
+        counts = pc.value_counts(keys)
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+        examples = ", ".join(repeated.slice(0, 5).to_pylist())
+        raise SnapshotError(
+            f"snapshot {snapshot_id}: {len(repeated)} {key} value(s) occur more than once in "
+            f"table {table!r} (e.g. {examples}); nothing was committed. The staged data is kept: "
+            "rerun the same command to retry the commit, or --fresh to export from scratch"
+        )
+
+    def _finish_commit(self, snapshot_id: str) -> None:
+        """Move the tables named in commit.json into place, write the manifest, tidy up."""
+        staging = self.staging_root / snapshot_id
+        final = _read_json(staging / COMMIT_STATE)
+        try:
+            for table in sorted(final.get("tables") or {}):
+                source = staging / table
+                target = self.table_path(table, snapshot_id)
+                if source.exists() and not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(source, target)
+                    fsync_dir(target.parent)
+                elif source.exists() or not target.exists():
+                    raise SnapshotError(
+                        f"cannot finish committing snapshot {snapshot_id}: table {table!r} is "
+                        f"{'in both' if source.exists() else 'in neither'} {source} and "
+                        f"{target}. Inspect both folders, keep one, and rerun"
+                    )
+            fsync_dir(staging)
+            self.manifests_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.out)  # <out>/<table> and _snapshots may be new
+            self._publish_manifest(snapshot_id, _dumps(final))
+            _remove_tree(staging)
+        except OSError as exc:
+            raise io_error(exc, staging, "committing") from exc
+
+    def _publish_manifest(self, snapshot_id: str, data: bytes) -> None:
+        # The commit point: a snapshot exists once its manifest does.
+        _write_atomically(self.manifest_path(snapshot_id), data)
+
+    def _staged_ids(self) -> list[str]:
+        if not self.staging_root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.staging_root.iterdir()
+            if p.is_dir() and _SNAPSHOT_ID.fullmatch(p.name)
+        )
+
+    def _recover(self) -> None:
+        if not self.staging_root.is_dir():
+            return
+        try:
+            for leftover in self.staging_root.iterdir():
+                if leftover.name.startswith(".") and leftover.is_dir():
+                    shutil.rmtree(leftover)  # a begin, discard or cleanup cut short
+            for snapshot_id in self._staged_ids():
+                staging = self.staging_root / snapshot_id
+                if self.manifest_path(snapshot_id).exists():
+                    _remove_tree(staging)  # committed; only the cleanup was cut short
+                elif (staging / COMMIT_STATE).exists():
+                    log.warning("finishing the interrupted commit of snapshot %s", snapshot_id)
+                    self._finish_commit(snapshot_id)
+                    self.recovered_commits.append(snapshot_id)
+        except OSError as exc:
+            raise io_error(exc, self.staging_root, "cleaning") from exc
+
+
+# -- listing ----------------------------------------------------------------------------------
+
+
+def _keys_in_several_passes(
+    entries: Sequence[JournalEntry], keys: Sequence[pa.ChunkedArray]
+) -> dict[str, int]:
+    """Keys that occur in files of more than one pass, with the highest such pass."""
+    if len({e.pass_no for e in entries}) < 2:
+        return {}
+    table = pa.table(
+        {
+            "key": pa.chunked_array([c for k in keys for c in k.chunks], pa.string()),
+            "pass": pa.chunked_array(
+                [
+                    pa.repeat(pa.scalar(e.pass_no, pa.int64()), len(k))
+                    for e, k in zip(entries, keys, strict=True)
+                ],
+                pa.int64(),
+            ),
+        }
+    )
+    grouped = table.group_by("key").aggregate([("pass", "min"), ("pass", "max")])
+    several = grouped.filter(pc.less(grouped["pass_min"], grouped["pass_max"]))
+    return dict(zip(several["key"].to_pylist(), several["pass_max"].to_pylist(), strict=True))
+
+
+def list_snapshots(out: Path) -> list[SnapshotInfo]:
+    """The committed snapshots of an output folder, oldest first."""
+    folder = Path(out) / MANIFESTS_DIR
+    if not folder.is_dir():
+        return []
+    infos: list[SnapshotInfo] = []
+    for path in sorted(folder.glob("*.json")):
+        if not _SNAPSHOT_ID.fullmatch(path.stem):
+            continue
+        manifest = _read_json(path)
+        tables = manifest.get("tables") or {}
+        rows = {
+            name: int(stats.get("rows", 0))
+            for name, stats in tables.items()
+            if isinstance(stats, Mapping)
+        }
+        mode = manifest.get("mode")
+        started, finished = manifest.get("started_at"), manifest.get("finished_at")
+        infos.append(
+            SnapshotInfo(
+                snapshot_id=path.stem,
+                complete=bool(manifest.get("complete", False)),
+                mode=None if mode is None else str(mode),
+                rows=rows,
+                started_at=None if started is None else str(started),
+                finished_at=None if finished is None else str(finished),
+                manifest_path=path,
+                manifest=manifest,
+            )
+        )
+    return infos
+
+
+def latest_snapshot(out: Path, *, complete_only: bool = True) -> SnapshotInfo | None:
+    """The newest committed snapshot (the newest complete one unless ``complete_only=False``)."""
+    for info in reversed(list_snapshots(out)):
+        if info.complete or not complete_only:
+            return info
+    return None

@@ -1,0 +1,71 @@
+"""Shared helpers: the simulator on loopback and readers for committed snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from extractor._config import Credentials, ExportConfig, RetryPolicy, Timeouts
+from extractor._schema import EMPLOYEES, TableSpec, records_to_batch
+
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-secret-4f9c2a7e"
+API_KEY = "test-api-key-8d1b3c"
+ENV = {"UKG_CLIENT_ID": CLIENT_ID, "UKG_CLIENT_SECRET": CLIENT_SECRET, "UKG_API_KEY": API_KEY}
+CREDENTIALS = Credentials(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, api_key=API_KEY)
+
+#: Quick retries so fault tests finish fast (the production default starts at 1 s).
+FAST_RETRY = RetryPolicy(max_attempts=8, base=0.02, cap=0.5)
+
+
+def export_config(base_url: str, out: Path, **changes: Any) -> ExportConfig:
+    defaults: dict[str, Any] = {
+        "base_url": base_url,
+        "credentials": CREDENTIALS,
+        "out": out,
+        "retry": FAST_RETRY,
+        "timeouts": Timeouts(connect=5.0, read=5.0),
+        "progress": "quiet",
+        "checkpoint_interval": 5.0,
+    }
+    defaults.update(changes)
+    return ExportConfig(**defaults)
+
+
+def snapshot_frame(out: Path, snapshot_id: str, table: str = "employees") -> pl.DataFrame:
+    """A committed snapshot as the output contract promises readers see it."""
+    frame = pl.scan_parquet(f"{out}/{table}/**/*.parquet", hive_partitioning=True)
+    return frame.filter(pl.col("snapshot_id") == snapshot_id).drop("snapshot_id").collect()
+
+
+def expected_frame(
+    truth: Mapping[str, Mapping[str, Any]], spec: TableSpec = EMPLOYEES
+) -> pl.DataFrame:
+    """The simulator's ground truth converted by the same schema rules."""
+    batch = records_to_batch(spec, list(truth.values()))
+    frame = pl.from_arrow(pa.Table.from_batches([batch]))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def assert_same_rows(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
+    columns = expected.columns
+    assert sorted(actual.columns) == sorted(columns)
+    a = actual.select(columns).sort("employee_id")
+    e = expected.select(columns).sort("employee_id")
+    assert a.height == e.height, f"{a.height} rows, expected {e.height}"
+    assert a["employee_id"].n_unique() == a.height, "duplicate employee_id"
+    missing = set(e["employee_id"]) - set(a["employee_id"])
+    extra = set(a["employee_id"]) - set(e["employee_id"])
+    assert not missing, f"missing {sorted(missing)[:5]}"
+    assert not extra, f"extra {sorted(extra)[:5]}"
+    diff = a.join(e, on="employee_id", suffix="_expected")
+    for column in columns:
+        if column == "employee_id":
+            continue
+        bad = diff.filter(pl.col(column).ne_missing(pl.col(f"{column}_expected")))
+        assert bad.height == 0, f"{column} differs for {bad['employee_id'].head(5).to_list()}"

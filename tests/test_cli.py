@@ -1,0 +1,165 @@
+"""The command line as a scheduler runs it: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from extractor.simulator import SimulatorConfig, run_in_thread
+from tests.conftest import (
+    API_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ENV,
+    assert_same_rows,
+    expected_frame,
+    snapshot_frame,
+)
+
+
+def sim_config(**knobs: Any) -> SimulatorConfig:
+    base: dict[str, Any] = {
+        "employees": 400,
+        "seed": 5,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "api_key": API_KEY,
+        "default_sensitive_access": True,
+    }
+    base.update(knobs)
+    return SimulatorConfig(**base)
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **ENV, **(env or {})}
+    full_env.pop("UKG_BASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "extractor", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def sim() -> Iterator[Any]:
+    with run_in_thread(sim_config(), env={}) as handle:
+        yield handle
+
+
+def test_export_exit_0_and_no_secret_anywhere(sim: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = cli("export", "--out", str(out), "--base-url", sim.base_url, "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    snapshot_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert snapshot_dir.is_dir()
+    for line in proc.stderr.splitlines():
+        json.loads(line)  # every log line is JSON for the shipper
+    texts = [proc.stdout, proc.stderr]
+    texts += [p.read_text() for p in out.rglob("*.json")]
+    texts += [p.read_text() for p in out.rglob("*.jsonl")]
+    for text in texts:
+        assert CLIENT_SECRET not in text
+        assert API_KEY not in text
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    proc = cli("export", "--out", str(tmp_path), "--region", "mars")
+    assert proc.returncode == 2
+    assert "unknown region" in proc.stderr
+    proc = cli("export", "--out", str(tmp_path), "--base-url", "http://example.com")
+    assert proc.returncode == 2
+    assert "refusing plain http" in proc.stderr
+    proc = cli("export", "--out", str(tmp_path), "--base-url", "https://h", env={"UKG_API_KEY": ""})
+    assert proc.returncode == 2
+    assert "UKG_API_KEY" in proc.stderr
+
+
+def test_bad_key_exit_1_names_both_credentials(sim: Any, tmp_path: Path) -> None:
+    proc = cli(
+        "export",
+        "--out",
+        str(tmp_path),
+        "--base-url",
+        sim.base_url,
+        env={"UKG_API_KEY": "not-the-key-42"},
+    )
+    assert proc.returncode == 1
+    assert "UKG_API_KEY" in proc.stderr
+    assert "bearer" in proc.stderr.lower()
+    assert "not-the-key-42" not in proc.stderr + proc.stdout
+    assert CLIENT_SECRET not in proc.stderr + proc.stdout
+
+
+def test_snapshots_command_lists_committed(sim: Any, tmp_path: Path) -> None:
+    assert cli("export", "--out", str(tmp_path), "--base-url", sim.base_url).returncode == 0
+    proc = cli("snapshots", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    manifests = json.loads(proc.stdout)
+    assert len(manifests) == 1
+    assert manifests[0]["complete"] is True
+
+
+def _journal_lines(out: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in out.glob("_staging/*/journal.jsonl"))
+
+
+def test_kill_9_half_way_then_resume(tmp_path: Path) -> None:
+    config = sim_config(employees=3000, latency_ms=2, rate_limit=1000, burst=50)
+    with run_in_thread(config, env={}) as sim:
+        out = tmp_path / "out"
+        env = {**os.environ, **ENV}
+        args = [
+            sys.executable,
+            "-m",
+            "extractor",
+            "export",
+            "--out",
+            str(out),
+            "--base-url",
+            sim.base_url,
+            "--checkpoint-interval",
+            "0.3",
+            "--quiet",
+        ]
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while _journal_lines(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the export finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout and proc.stdout.close()
+        proc.stderr and proc.stderr.close()
+        assert (
+            not list((out / "_snapshots").glob("*.json")) if (out / "_snapshots").exists() else True
+        )
+
+        before = sum(sim.stats()["by_endpoint"]["employee"].values())
+        sim.reset_stats()
+        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        refetched = sum(sim.stats()["by_endpoint"]["employee"].values())
+        truth = sim.truth()
+
+    snapshot_id = Path(again.stdout.strip().splitlines()[-1]).name.split("=", 1)[1]
+    frame = snapshot_frame(out, snapshot_id)
+    assert_same_rows(frame, expected_frame(truth))
+    manifest = json.loads((out / "_snapshots" / f"{snapshot_id}.json").read_text())
+    resumed = manifest["counts"]["resumed_from_checkpoint"]
+    assert resumed > 0, "the rerun should have continued the killed snapshot"
+    # only what had not been written is fetched again
+    assert refetched <= 3000 - resumed + 50
+    assert before + refetched >= 3000
