@@ -11,32 +11,76 @@ Everything else lives in underscore modules and may change without notice.
 
 __version__ = "0.1.0"
 
-from ._config import (
-    ApiDialect,
-    Credentials,
-    ExportConfig,
-    RetryPolicy,
-    Timeouts,
-    load_config,
-)
-from ._errors import (
-    AuthError,
-    BadResponseError,
-    ConfigError,
-    ConnectionLostError,
-    ExtractError,
-    ForbiddenError,
-    NotFoundError,
-    PermanentError,
-    RequestError,
-    ServerError,
-    SnapshotError,
-    ThrottledError,
-    TimeoutError_,
-    TransientError,
-)
-from ._pipeline import ExportResult, export
-from ._snapshot import SnapshotInfo, latest_snapshot, list_snapshots
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import (
+        ApiDialect,
+        Credentials,
+        ExportConfig,
+        RetryPolicy,
+        Timeouts,
+        load_config,
+    )
+    from ._errors import (
+        AuthError,
+        BadResponseError,
+        ConfigError,
+        ConnectionLostError,
+        ExtractError,
+        ForbiddenError,
+        NotFoundError,
+        PermanentError,
+        RequestError,
+        ServerError,
+        SnapshotError,
+        ThrottledError,
+        TimeoutError_,
+        TransientError,
+    )
+    from ._pipeline import ExportResult, export
+    from ._snapshot import SnapshotInfo, latest_snapshot, list_snapshots
+
+# Imported on first use: ``python -m extractor.simulator`` must not pay for pyarrow and
+# polars (about 40 MB and most of a second per simulator process).
+_LAZY = {
+    "ApiDialect": "._config",
+    "AuthError": "._errors",
+    "BadResponseError": "._errors",
+    "ConfigError": "._errors",
+    "ConnectionLostError": "._errors",
+    "Credentials": "._config",
+    "ExportConfig": "._config",
+    "ExportResult": "._pipeline",
+    "ExtractError": "._errors",
+    "ForbiddenError": "._errors",
+    "NotFoundError": "._errors",
+    "PermanentError": "._errors",
+    "RequestError": "._errors",
+    "RetryPolicy": "._config",
+    "ServerError": "._errors",
+    "SnapshotError": "._errors",
+    "SnapshotInfo": "._snapshot",
+    "ThrottledError": "._errors",
+    "TimeoutError_": "._errors",
+    "Timeouts": "._config",
+    "TransientError": "._errors",
+    "export": "._pipeline",
+    "latest_snapshot": "._snapshot",
+    "list_snapshots": "._snapshot",
+    "load_config": "._config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'extractor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ApiDialect",

@@ -70,7 +70,12 @@ def _message(body: bytes) -> str:
 
 
 def classify(status: int, body: bytes, retry_after: str | None, what: str) -> ExtractError:
-    """Map a non-2xx response to the error tree (401 is handled by the caller)."""
+    """Map a non-2xx response to the error tree (401 is handled by the caller).
+
+    429 is throttling. A 503 is throttling only when it says when to come back
+    (Retry-After); a bare 503 is a server error, retried but not a rate signal: in
+    measurements a few random 503s were enough to pin the rate controller at its floor.
+    """
     msg = _message(body)
     suffix = f": {msg}" if msg else ""
     if status == 429 or (status == 503 and retry_after is not None):
@@ -79,8 +84,6 @@ def classify(status: int, body: bytes, retry_after: str | None, what: str) -> Ex
             status=status,
             retry_after=parse_retry_after(retry_after),
         )
-    if status == 503:
-        return ThrottledError(f"{what}: service unavailable (HTTP 503)", status=503)
     if status >= 500:
         return ServerError(f"{what}: server error HTTP {status}{suffix}", status=status)
     if status == 403:

@@ -230,25 +230,31 @@ def run_scenario(
         sleep = asyncio.sleep
 
         async def worker() -> None:
-            while loop.time() < duration:
+            while True:
                 permit = await controller.acquire()
                 reply = server.arrive(loop.time())
-                await sleep(reply.latency)
+                try:
+                    await sleep(reply.latency)
+                except asyncio.CancelledError:
+                    server.leave(loop.time(), reply)
+                    controller.release(permit, Outcome.ERROR)
+                    raise
                 server.leave(loop.time(), reply)
                 controller.release(permit, reply.outcome, retry_after=reply.retry_after)
                 times.append(loop.time())
                 outcomes.append(reply.outcome)
                 latencies.append(reply.latency)
 
-        async def sampler() -> None:
-            while loop.time() < duration:
-                trace.concurrency.append((loop.time(), controller.current_concurrency))
-                trace.rate.append((loop.time(), controller.current_rate))
-                await sleep(sample_every)
-
         tasks = [loop.create_task(worker()) for _ in range(workers)]
-        tasks.append(loop.create_task(sampler()))
-        await asyncio.gather(*tasks)
+        while loop.time() < duration:
+            trace.concurrency.append((loop.time(), controller.current_concurrency))
+            trace.rate.append((loop.time(), controller.current_rate))
+            await sleep(min(sample_every, duration - loop.time()))
+        # Stop at the deadline: waiting workers are cancelled inside acquire(), requests in
+        # flight are released, and nothing may be left holding a slot.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         trace.snapshot = controller.snapshot()
         return trace
 

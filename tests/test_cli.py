@@ -163,3 +163,31 @@ def test_kill_9_half_way_then_resume(tmp_path: Path) -> None:
     # only what had not been written is fetched again
     assert refetched <= 3000 - resumed + 50
     assert before + refetched >= 3000
+
+
+def test_failed_employees_exit_1_then_allow_partial_exit_3(tmp_path: Path) -> None:
+    knobs = sim_config(error_rate=0.5, fault_endpoints=("employee",))
+    config = tmp_path / "ukg.toml"
+    config.write_text("[ukg-extract.retry]\nmax_attempts = 1\nbase = 0.01\ncap = 0.01\n")
+    out = tmp_path / "out"
+    with run_in_thread(knobs, env={}) as sim:
+        base = ["export", "--out", str(out), "--base-url", sim.base_url, "--config", str(config)]
+        failed = cli(*base)
+        assert failed.returncode == 1, failed.stderr
+        assert "could not be fetched" in failed.stderr
+        assert "--allow-partial" in failed.stderr
+        assert not (out / "_snapshots").exists() or not list((out / "_snapshots").iterdir())
+
+        # the rerun resumes and retries only the failed ones; now every retry fails too
+        sim.set_knobs(error_rate=1.0)
+        partial = cli(*base, "--allow-partial")
+        assert partial.returncode == 3, partial.stderr
+    manifests = list((out / "_snapshots").glob("*.json"))
+    assert len(manifests) == 1
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["complete"] is False
+    failed_count = manifest["counts"]["failed"]
+    assert failed_count > 0
+    assert len(manifest["failed_ids"]) == failed_count
+    assert manifest["tables"]["employees"]["rows"] + failed_count == 400
+    assert manifest["counts"]["resumed_from_checkpoint"] == 400 - failed_count

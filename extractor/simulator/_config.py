@@ -23,6 +23,19 @@ ALL_SCOPES: frozenset[str] = frozenset(
     {"people:read", "people:write", "employment:read", "employment:write"}
 )
 
+#: Endpoints that faults can be limited to (``fault_endpoints``).
+FAULT_ENDPOINTS: frozenset[str] = frozenset(
+    {
+        "employee_ids",
+        "employee",
+        "employment_details",
+        "employee_changes",
+        "create",
+        "patch",
+        "terminate",
+    }
+)
+
 # Knobs that shape the tenant's data or identity cannot change while it runs:
 # changing the seed under a running server would make every earlier answer a lie.
 _STRUCTURAL = frozenset(
@@ -91,6 +104,9 @@ class SimulatorConfig:
     truncate_rate: float = 0.0
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
+    #: Endpoints (statistics names: employee_ids, employee, employment_details,
+    #: employee_changes, create, patch, terminate) that faults hit; empty = all of them.
+    fault_endpoints: tuple[str, ...] = ()
     churn_rate: float = 0.0
     churn_mix: tuple[float, float, float, float] = (0.3, 0.4, 0.2, 0.1)
     change_window_days: int = 31
@@ -121,6 +137,11 @@ class SimulatorConfig:
         _check(
             all(math.isfinite(w) and w >= 0 for w in self.churn_mix) and sum(self.churn_mix) > 0,
             "churn_mix weights must be >= 0 and not all zero",
+        )
+        unknown = set(self.fault_endpoints) - FAULT_ENDPOINTS
+        _check(
+            not unknown,
+            f"unknown fault endpoints {sorted(unknown)}; known: {sorted(FAULT_ENDPOINTS)}",
         )
         _check(self.change_window_days >= 1, "change_window_days must be >= 1")
         ids = [account.client_id for account in self.accounts]

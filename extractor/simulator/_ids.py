@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ID_LENGTH", "IdCodec"]
+__all__ = ["ID_BITS", "ID_LENGTH", "IdCodec"]
 
 ID_LENGTH = 12
-_BITS = 62  # 2**62 < 36**12: every mixed value fits in 12 base-36 digits
+ID_BITS = 62  # 2**62 < 36**12: every mixed value fits in 12 base-36 digits
+_BITS = ID_BITS
 _MASK = (1 << _BITS) - 1
 _SHIFT = 31  # >= half the width, so ``x ^= x >> 31`` is its own inverse
 _MUL1 = 0x9E3779B97F4A7C15 & _MASK | 1

@@ -195,8 +195,9 @@ class Api:
         return counted
 
     def _endpoint(
-        self, endpoint: str, scope: str, handler: Handler
+        self, name: str, scope: str, handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """Authentication, admission, scope, latency and faults around an API handler."""
         rt = self.rt
 
         async def guarded(request: web.Request) -> web.Response:
@@ -216,7 +217,8 @@ class Api:
                 delay = rt.faults.delay(config)
                 if delay:
                     await rt.pause(delay)
-                fault = rt.faults.pick(config)
+                scoped = config.fault_endpoints
+                fault = rt.faults.pick(config) if not scoped or name in scoped else None
                 if fault == "error":
                     rt.stats.faults["error"] += 1
                     return rt.faults.error_response()

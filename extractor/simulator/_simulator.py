@@ -159,7 +159,15 @@ class Simulator:
     # ---- introspection (tests and benchmarks) --------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Requests by endpoint and status, 429s, peak in flight, faults, 0.25 s timeline."""
+        """Request statistics since start or ``reset_stats`` (the ``/_sim`` routes not counted).
+
+        ``{"requests": n, "by_endpoint": {"token"|"employee_ids"|"employee"|
+        "employment_details"|"employee_changes"|"create"|"patch"|"terminate"|"other":
+        {"200": n, "429": n, ...}}, "throttled": n, "peak_in_flight": n,
+        "faults": {"error"|"reset"|"truncate"|"stall": n}, "started_at": epoch seconds,
+        "timeline": [[bucket start offset s, requests, 2xx, 429], ...]}`` with 0.25 s
+        buckets. A reset connection counts in ``requests`` and ``faults`` but has no status.
+        """
         return self._runtime.stats.snapshot()
 
     def reset_stats(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ._changes import ChangeLog
 from ._generate import EMPLOYMENT_KEYS, PROFILE_KEYS, RecordGenerator
-from ._ids import IdCodec
+from ._ids import ID_BITS, IdCodec
 from ._problems import not_found
 from ._reference import Tenant
 
@@ -32,6 +32,28 @@ __all__ = ["MASK", "SENSITIVE_KEYS", "EmployeeStore"]
 
 MASK = "*****"
 SENSITIVE_KEYS: tuple[str, ...] = ("dateOfBirth", "ethnicity", "gender")
+
+
+_BUCKET_BITS = 8
+
+
+def _sorted_ids(codec: IdCodec, employees: int) -> array[int]:
+    """The mixed ids of indices ``0..employees-1``, sorted, built without a list of them all.
+
+    Mixed ids are uniform over 62 bits, so splitting them by their top bits into
+    256 buckets and sorting bucket by bucket sorts everything while only one
+    bucket's worth of Python ints exists at a time: a million employees start in
+    about 1.5 s and never hold more than a few MB beyond the 8 MB result.
+    """
+    buckets = [array("Q") for _ in range(1 << _BUCKET_BITS)]
+    appends = [bucket.append for bucket in buckets]
+    shift = ID_BITS - _BUCKET_BITS
+    for mixed in map(codec.mix, range(employees)):
+        appends[mixed >> shift](mixed)
+    listing = array("Q")
+    for bucket in buckets:
+        listing.extend(sorted(bucket))
+    return listing
 
 
 class EmployeeStore:
@@ -54,8 +76,7 @@ class EmployeeStore:
         self._next_index = employees
         self._deleted: set[int] = set()
         self._overrides: dict[int, dict[str, Any]] = {}
-        # Sorting a million Python ints takes about a second; it happens once at start.
-        self._listing = array("Q", sorted(map(self.codec.mix, range(employees))))
+        self._listing = _sorted_ids(self.codec, employees)
 
     # ---- reads -----------------------------------------------------------------
 

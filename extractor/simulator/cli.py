@@ -118,6 +118,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests served at once per account; more get 429",
     )
     knobs.add_argument(
+        "--fault-endpoints",
+        dest="sim_fault_endpoints",
+        type=lambda text: tuple(part.strip() for part in text.split(",") if part.strip()),
+        default=(),
+        metavar="E1,E2",
+        help="limit faults to these endpoints (employee_ids, employee, employment_details, "
+        "employee_changes, ...); default: all",
+    )
+    knobs.add_argument(
         "--retry-after",
         dest="sim_retry_after",
         action=argparse.BooleanOptionalAction,
@@ -150,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         "churn_mix": args.sim_churn_mix,
         "max_in_flight": args.sim_max_in_flight,
         "retry_after": args.sim_retry_after,
+        "fault_endpoints": args.sim_fault_endpoints,
     }
     for flag, _ in _FLOAT_KNOBS:
         name = flag.replace("-", "_")
@@ -166,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_serve(config, os.environ))
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(_serve(config, os.environ))
+    except KeyboardInterrupt:  # Ctrl-C before the server listened (a large tenant is building)
+        return 0
 
 
 async def _serve(config: SimulatorConfig, env: Mapping[str, str]) -> int:

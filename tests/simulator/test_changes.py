@@ -38,9 +38,11 @@ async def test_the_feed_records_every_write_in_order(harness: Harness) -> None:
         },
     )
     new_id = created.json()["employeeId"]
-    assert (await client.call("PATCH", f"/personnel/v1/employees/{new_id}", json={
-        "jobTitle": "Analyst"
-    })).status == 200
+    assert (
+        await client.call(
+            "PATCH", f"/personnel/v1/employees/{new_id}", json={"jobTitle": "Analyst"}
+        )
+    ).status == 200
     terminated = await client.call(
         "POST",
         f"/personnel/v1/employees/{new_id}/terminations",

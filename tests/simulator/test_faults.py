@@ -102,3 +102,15 @@ async def test_fault_rates_mix_by_probability(start_simulator: StartSimulator) -
     errors = sum(status >= 500 for status in statuses)
     assert 10 < errors < 55  # seeded, so stable; the band only documents the intent
     assert statuses.count(200) == 100 - errors
+
+
+async def test_faults_can_be_limited_to_some_endpoints(start_simulator: StartSimulator) -> None:
+    harness = await _ready(start_simulator, error_rate=1.0)
+    harness.sim.set_knobs(fault_endpoints=("employee",))
+    listing = await harness.client.get(f"{IDS}?per-page=5")
+    assert listing.status == 200
+    employee_id = orjson.loads(listing.body)["data"][0]["employeeId"]
+    profile = await harness.client.get(f"/personnel/v1/employees/{employee_id}")
+    assert profile.status in (500, 502, 503)
+    with pytest.raises(ValueError, match="unknown fault endpoints"):
+        harness.sim.set_knobs(fault_endpoints=("nope",))

@@ -109,7 +109,9 @@ async def test_employment_details_are_consistent_with_the_profile(harness: Harne
     details_truth = harness.sim.truth_employment_details()
     assert set(details_truth) == set(truth)
     for employee_id in list(truth)[:20]:
-        reply = await harness.client.get(f"/personnel/v1/employees/{employee_id}/employment-details")
+        reply = await harness.client.get(
+            f"/personnel/v1/employees/{employee_id}/employment-details"
+        )
         details = reply.json()
         assert set(details) == EMPLOYMENT_KEYS
         assert details == details_truth[employee_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 
@@ -40,7 +41,7 @@ async def test_wrong_methods_get_a_json_405(
 
 async def test_an_oversized_body_gets_a_json_413(harness: Harness) -> None:
     reply = await harness.client.call(
-        "POST", "/personnel/v1/employees", data=b"{" + b" " * 2_000_000 + b"}"
+        "POST", "/personnel/v1/employees", data=io.BytesIO(b"{" + b" " * 2_000_000 + b"}")
     )
     assert reply.status == 413
     assert reply.json()["message"]

@@ -143,7 +143,9 @@ async def test_patch_refuses_supervisor_loops(harness: Harness) -> None:
     employee = next(p for p in truth.values() if p["supervisorId"] is not None)
     manager_id = employee["supervisorId"]
     own = await harness.client.call(
-        "PATCH", f"{EMPLOYEES}/{employee['employeeId']}", json={"supervisorId": employee["employeeId"]}
+        "PATCH",
+        f"{EMPLOYEES}/{employee['employeeId']}",
+        json={"supervisorId": employee["employeeId"]},
     )
     assert own.status == 400
     loop = await harness.client.call(

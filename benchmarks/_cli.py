@@ -1,0 +1,139 @@
+"""``python -m benchmarks [--quick] [--only S,..] [--contenders C,..]``: run, report, exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._deps import INSTALL_HINT, missing_modules
+from ._scenarios import SCENARIOS, Scenario
+from .contenders import CONTENDERS
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _names(text: str, known: dict[str, object], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark ukg-extract against other ways of exporting the same tenant.",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smaller tenants, one run each, no large/1M"
+    )
+    p.add_argument(
+        "--issue-sizes",
+        action="store_true",
+        help="the tenant sizes issue 4 names (longer than the ~20 min budget)",
+    )
+    p.add_argument("--only", help="scenarios, comma-separated (see --list)")
+    p.add_argument("--contenders", help="contenders, comma-separated (see --list)")
+    p.add_argument("--repeats", type=int, help="timed runs per contender (full 3, quick 1)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where reports go")
+    p.add_argument("--keep-work", action="store_true", help="keep logs and outputs of every run")
+    p.add_argument("--list", action="store_true", help="list scenarios and contenders, then exit")
+    return p
+
+
+def _list() -> None:
+    print("scenarios:")
+    for s in SCENARIOS.values():
+        quick = f"{s.quick_employees:,}" if s.in_quick else "skipped"
+        print(
+            f"  {s.name:23} full {s.employees:>9,}  quick {quick:>9}  "
+            f"issue {s.issue_employees:>9,}  {s.description}"
+        )
+    print("contenders:")
+    for c in CONTENDERS.values():
+        print(f"  {c.name:12} {c.label}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        _list()
+        return 0
+    try:
+        only = _names(args.only, SCENARIOS, "scenario") if args.only else None  # type: ignore[arg-type]
+        wanted = (
+            _names(args.contenders, CONTENDERS, "contender") if args.contenders else None  # type: ignore[arg-type]
+        )
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    mode = "quick" if args.quick else "issue" if args.issue_sizes else "full"
+    scenarios: list[Scenario] = [
+        s
+        for s in SCENARIOS.values()
+        if (only is None or s.name in only) and (only is not None or mode != "quick" or s.in_quick)
+    ]
+    used = {c for s in scenarios for c in (s.contenders if wanted is None else wanted)}
+    missing = missing_modules(m for c in used for m in CONTENDERS[c].requires)
+    if missing:
+        print(
+            f"benchmarks: missing dependencies: {', '.join(missing)}\n"
+            f"install the benchmark requirements first:\n    {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return 2
+
+    # Imported only now: these need the benchmark-only dependencies checked above.
+    from ._chart import draw_rate_chart
+    from ._machine import describe_machine
+    from ._report import evaluate_targets, render_markdown, to_json
+    from ._suite import SuiteConfig, run_suite
+
+    repeats = args.repeats or (1 if mode == "quick" else 3)
+    work = Path(tempfile.mkdtemp(prefix="ukg-bench-"))
+    started = time.monotonic()
+    print(f"benchmarks: {mode} mode, work folder {work}", file=sys.stderr, flush=True)
+    try:
+        results = run_suite(
+            SuiteConfig(
+                mode=mode,
+                scenarios=scenarios,
+                contenders=wanted,
+                repeats=repeats,
+                repeat_cutoff=15.0,
+                work_dir=work,
+            )
+        )
+    finally:
+        if args.keep_work:
+            print(f"benchmarks: logs and outputs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    machine = describe_machine()
+    targets = evaluate_targets(results)
+    label = "quick" if mode == "quick" else "full" if mode == "full" else "issue-sizes"
+    stem = f"{dt.date.today().isoformat()}-{label}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    chart = draw_rate_chart(results, args.results / f"{stem}-rate.png")
+    markdown = render_markdown(results, targets, machine, mode=label, chart=chart, elapsed=elapsed)
+    (args.results / f"{stem}.md").write_text(markdown)
+    (args.results / "latest.md").write_text(markdown)
+    (args.results / f"{stem}.json").write_text(
+        to_json(results, targets, machine, mode=label, elapsed=elapsed)
+    )
+    if chart is not None:
+        shutil.copyfile(chart, args.results / "latest-rate.png")
+    print(markdown)
+    print(f"benchmarks: report in {args.results / (stem + '.md')}", file=sys.stderr)
+    return 0

@@ -1,0 +1,150 @@
+"""Run one contender as a child process: wall time, exit status, peak memory, its own report.
+
+Peak RSS comes from two places and the larger wins: ``os.wait4`` gives the kernel's
+``ru_maxrss`` of the child itself (exact, however short the peak), and polling the child's
+process tree with psutil every 50 ms catches helpers it spawns (their sum at each instant).
+The child starts in its own session so that a run past its timeout is stopped whole: SIGTERM
+to that process group (which this harness created), then SIGKILL five seconds later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+
+__all__ = ["ProcessOutcome", "run_process"]
+
+_POLL = 0.05
+_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    status: Literal["ok", "failed", "timeout"]
+    returncode: int | None
+    wall_seconds: float
+    peak_rss_mb: float
+    report: dict[str, Any]  # the contender's last JSON line on stdout, if any
+    error: str  # the last lines of stderr when it did not succeed
+
+
+def _tree_rss(root: psutil.Process) -> int:
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        total += root.memory_info().rss
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+    return total
+
+
+def _last_json(path: Path) -> dict[str, Any]:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    return value
+    return {}
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])[:400]
+
+
+def _stop_group(pid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + _GRACE
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                done, _, _ = os.wait4(pid, os.WNOHANG)
+                if done:
+                    return
+            time.sleep(_POLL)
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    log_dir: Path,
+    cwd: Path | None = None,
+    on_start: Callable[[], None] | None = None,
+    watch: Callable[[], None] | None = None,
+) -> ProcessOutcome:
+    """Run ``argv`` to completion or ``timeout`` seconds; stdout/stderr go to ``log_dir``.
+
+    ``on_start`` is called once the child exists, ``watch`` at every poll while it runs.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=err,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    if on_start is not None:
+        on_start()
+    peak = 0
+    status: Literal["ok", "failed", "timeout"] = "ok"
+    returncode: int | None = None
+    maxrss_kb = 0
+    try:
+        root = psutil.Process(proc.pid)
+        deadline = started + timeout
+        while True:
+            pid, wait_status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                wall = time.perf_counter() - started
+                returncode = os.waitstatus_to_exitcode(wait_status)
+                maxrss_kb = usage.ru_maxrss  # kilobytes on Linux
+                break
+            peak = max(peak, _tree_rss(root))
+            if watch is not None:
+                watch()
+            if time.perf_counter() >= deadline:
+                wall = time.perf_counter() - started
+                status = "timeout"
+                break
+            time.sleep(_POLL)
+    finally:
+        if returncode is None:  # timed out, or the harness itself was interrupted
+            _stop_group(proc.pid)
+        proc.returncode = returncode if returncode is not None else -9  # already reaped
+    if status == "ok" and returncode != 0:
+        status = "failed"
+    return ProcessOutcome(
+        status=status,
+        returncode=returncode,
+        wall_seconds=wall,
+        peak_rss_mb=max(peak, maxrss_kb * 1024) / 2**20,
+        report=_last_json(out_path),
+        error="" if status == "ok" else _tail(err_path) or _tail(out_path),
+    )

@@ -1,0 +1,157 @@
+"""The simulator as a separate process: start it, talk to its ``/_sim`` endpoints, stop it.
+
+Each benchmark run gets its own simulator (a fresh tenant, fresh statistics, fresh limits), on a
+free loopback port; it runs on one core while the contender runs on the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["SimulatorError", "SimulatorProcess"]
+
+_STARTUP_TIMEOUT = 120.0  # a million-employee tenant takes a few seconds to build
+# Loopback only: never let an HTTP(S)_PROXY from the environment carry these calls elsewhere.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class SimulatorError(RuntimeError):
+    """The simulator did not start, or answered an introspection call with an error."""
+
+
+class SimulatorProcess:
+    """``python -m extractor.simulator`` in a child process, stopped by its PID on exit."""
+
+    def __init__(
+        self,
+        *,
+        employees: int,
+        seed: int,
+        knobs: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+    ) -> None:
+        self._argv = [
+            sys.executable,
+            "-m",
+            "extractor.simulator",
+            "--port",
+            "0",
+            "--employees",
+            str(employees),
+            "--seed",
+            str(seed),
+            "--sensitive-access",
+            *knobs,
+        ]
+        self._env = dict(env)
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def __enter__(self) -> SimulatorProcess:
+        log = self._log_path.open("wb")
+        try:
+            self._proc = subprocess.Popen(
+                self._argv, stdout=subprocess.PIPE, stderr=log, env=self._env
+            )
+        finally:
+            log.close()  # the child has its own descriptor
+        try:
+            self.base_url = self._read_url()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _read_url(self) -> str:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        stdout = self._proc.stdout
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        buffered = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            while b"\n" not in buffered:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise SimulatorError(
+                        f"the simulator printed no URL in {_STARTUP_TIMEOUT:.0f} s"
+                    )
+                chunk = os.read(stdout.fileno(), 4096)
+                if not chunk:
+                    raise SimulatorError(
+                        f"the simulator exited before listening (see {self._log_path})"
+                    )
+                buffered += chunk
+        url = buffered.split(b"\n", 1)[0].decode().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise SimulatorError(f"unexpected first line from the simulator: {url[:80]!r}")
+        return url
+
+    def stop(self) -> None:
+        """Stop the simulator (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self._proc = None
+
+    # ---- /_sim introspection ------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> bytes:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if data is not None else {},
+        )
+        try:
+            with _OPENER.open(request, timeout=timeout) as response:
+                return response.read()  # type: ignore[no-any-return]
+        except OSError as exc:
+            raise SimulatorError(f"{method} {path}: {exc}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self._call("GET", "/_sim/stats"))  # type: ignore[no-any-return]
+
+    def reset_stats(self) -> None:
+        self._call("POST", "/_sim/reset-stats", {})
+
+    def set_knobs(self, **knobs: Any) -> None:
+        self._call("POST", "/_sim/knobs", knobs)
+
+    def truth_ndjson(self) -> bytes:
+        """The ground truth: every current profile, unmasked, one JSON object a line."""
+        return self._call("GET", "/_sim/truth", timeout=600.0)
