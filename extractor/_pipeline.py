@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import __version__
 from ._auth import TokenProvider
@@ -137,7 +139,11 @@ class _Run:
         self.started_at = started_at
         self.pass_no = segment
         self.done = done  # table -> ids already durable from an earlier segment
+        # ids listed in pass 0 and not already written (a Python set: per-id dedupe while
+        # pages arrive); afterwards every known id lives in `known`, a compact Arrow array
+        # (1,000,000 ids: about 16 MB instead of about 90 MB as a set of str).
         self.seen: set[str] = set()
+        self.known: pa.Array = pa.array([], pa.string())
         self.removed: set[str] = set()
         self.latest_pass: dict[str, int] = {}
         self.failed: dict[str, str] = {}
@@ -254,14 +260,14 @@ class _Run:
         async def on_page(ids: list[str]) -> None:
             fresh: list[str] = []
             for employee_id in ids:
-                if employee_id in seen:
-                    continue
-                seen.add(employee_id)
                 if employee_id in done_profiles and (not details or employee_id in done_details):
-                    stats.skipped_done += 1
+                    stats.skipped_done += 1  # written before a crash: not fetched again
                     continue
+                if employee_id in seen:
+                    continue  # a shifted page repeated it
+                seen.add(employee_id)
                 fresh.append(employee_id)
-            stats.listed = len(seen)
+            stats.listed = len(seen) + stats.skipped_done
             await self.enqueue(fresh)
 
         def on_total(total: int) -> None:
@@ -278,14 +284,25 @@ class _Run:
         )
         stats.phase = "fetching"
         await self.queue.join()
+        # Pass 0 is done: from here on, ids are compared as Arrow arrays, and every
+        # id a catch-up pass enqueues is fetched in full.
+        self.known = pc.unique(
+            pa.chunked_array(
+                [pa.array(list(seen), pa.string()), pa.array(list(done_profiles), pa.string())],
+                pa.string(),
+            ).combine_chunks()
+        )
+        self.seen = set()
+        self.done = {"employees": set(), "employment_details": set()}
+        stats.listed = len(self.known)
 
     # -- catch-up passes -------------------------------------------------------
 
-    async def relist(self) -> set[str]:
-        listing: set[str] = set()
+    async def relist(self) -> pa.Array:
+        pages: list[pa.Array] = []
 
         async def on_page(ids: list[str]) -> None:
-            listing.update(ids)
+            pages.append(pa.array(ids, pa.string()))
 
         await list_employee_ids(
             self.client,
@@ -294,7 +311,7 @@ class _Run:
             page_size=self.config.page_size,
             concurrency=LISTING_CONCURRENCY,
         )
-        return listing
+        return pc.unique(pa.chunked_array(pages, pa.string()).combine_chunks())
 
     async def read_changes(self) -> list[dict[str, Any]]:
         """New change records since the run began (deduplicated across passes)."""
@@ -354,30 +371,40 @@ class _Run:
         report.listed = len(listing)
         changes = await self.read_changes()
         report.change_records = len(changes)
-        known = self.seen | self.done["employees"]
-        new_ids = listing - known
-        removed_now = (known - listing) - self.removed
-        changed = {r["employeeId"] for r in changes if r["employeeId"] in listing} - new_ids
-        retry = set(self.failed) & listing
-        for employee_id in set(self.failed) - listing:
+        known = self.known
+        new_ids = set(listing.filter(pc.invert(pc.is_in(listing, value_set=known))).to_pylist())
+        gone = set(known.filter(pc.invert(pc.is_in(known, value_set=listing))).to_pylist())
+        removed_now = gone - self.removed
+        changed_candidates = {r["employeeId"] for r in changes}
+        retry_candidates = set(self.failed)
+        still_listed = _members(listing, changed_candidates | retry_candidates)
+        changed = (changed_candidates & still_listed) - new_ids
+        retry = retry_candidates & still_listed
+        for employee_id in retry_candidates - still_listed:
             # failed, and gone from the tenant since: nothing left to fetch
             self.failed.pop(employee_id)
             self.stats.failed -= 1
         report.new, report.removed, report.changed = len(new_ids), len(removed_now), len(changed)
         report.retried_failed = len(retry - changed - new_ids)
         self.removed |= removed_now
-        self.seen = listing
+        self.known = listing
         for employee_id in changed | retry:
-            # a refetch replaces the earlier row: the writers drop rows of earlier passes
+            # a refetch replaces the earlier row: the commit drops rows of earlier passes
             self.latest_pass[employee_id] = self.pass_no
-            self.done["employees"].discard(employee_id)
-            self.done["employment_details"].discard(employee_id)
         refetch = new_ids | changed | retry
         self.stats.listed = len(listing)
         self.stats.total_reported = len(listing)
         await self.enqueue(sorted(refetch))
         await self.queue.join()
         return report
+
+
+def _members(array: pa.Array, candidates: set[str]) -> set[str]:
+    """The candidates that occur in ``array`` (one vectorised lookup)."""
+    if not candidates:
+        return set()
+    probe = pa.array(sorted(candidates), pa.string())
+    return set(probe.filter(pc.is_in(probe, value_set=array)).to_pylist())
 
 
 def _after(when: str, cutoff: datetime) -> bool:
@@ -630,7 +657,7 @@ def _manifest(
         "schema_version": SCHEMA_VERSION,
         "tables_exported": sorted(run.writers),
         "counts": {
-            "listed": len(run.seen),
+            "listed": len(run.known) if len(run.known) else run.stats.listed,
             "total_reported": stats.total_reported,
             "fetched_this_run": stats.fetched,
             "resumed_from_checkpoint": resumed_from,
