@@ -52,7 +52,7 @@ def draw_rate_chart(results: Sequence[ScenarioResult], path: Path) -> Path | Non
         ax.set_ylabel("requests / s")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shutil
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ._deps import INSTALL_HINT, missing_modules
-from ._scenarios import SCENARIOS, Scenario
+from ._scenarios import SCENARIOS, Mode, Scenario
 from .contenders import CONTENDERS
 
 __all__ = ["main"]
@@ -19,7 +22,7 @@ __all__ = ["main"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _names(text: str, known: dict[str, object], what: str) -> list[str]:
+def _names(text: str, known: Mapping[str, object], what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -48,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=RESULTS, help="where reports go")
     p.add_argument("--keep-work", action="store_true", help="keep logs and outputs of every run")
     p.add_argument("--list", action="store_true", help="list scenarios and contenders, then exit")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: write the report (markdown, chart) again from a results JSON",
+    )
     return p
 
 
@@ -64,20 +73,66 @@ def _list() -> None:
         print(f"  {c.name:12} {c.label}")
 
 
+def _render_again(path: Path) -> int:
+    missing = missing_modules(())
+    if missing:
+        print(f"benchmarks: missing {', '.join(missing)}: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    from ._report import from_json
+
+    results, machine, label, elapsed = from_json(path.read_text())
+    _write_reports(results, machine, label, elapsed, path.parent, path.name[:10], latest=False)
+    return 0
+
+
+def _write_reports(
+    results: list[Any],
+    machine: dict[str, str],
+    label: str,
+    elapsed: float,
+    folder: Path,
+    date: str,
+    *,
+    latest: bool = True,
+) -> None:
+    """``<date>-<label>.md/.json/-rate.png`` (and ``latest.*``) in ``folder``; print the table."""
+    from ._chart import draw_rate_chart
+    from ._report import evaluate_targets, render_markdown, to_json
+
+    targets = evaluate_targets(results)
+    stem = f"{date}-{label}"
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = draw_rate_chart(results, folder / f"{stem}-rate.png")
+    markdown = render_markdown(results, targets, machine, mode=label, chart=chart, elapsed=elapsed)
+    (folder / f"{stem}.md").write_text(markdown)
+    if latest:
+        (folder / "latest.md").write_text(markdown)
+    raw = to_json(results, targets, machine, mode=label, elapsed=elapsed)
+    (folder / f"{stem}.json").write_text(raw)
+    if chart is not None and latest:
+        shutil.copyfile(chart, folder / "latest-rate.png")
+    print(markdown)
+    print(f"benchmarks: report in {folder / (stem + '.md')}", file=sys.stderr)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.list:
         _list()
         return 0
+    if args.render:
+        return _render_again(args.render)
     try:
-        only = _names(args.only, SCENARIOS, "scenario") if args.only else None  # type: ignore[arg-type]
-        wanted = (
-            _names(args.contenders, CONTENDERS, "contender") if args.contenders else None  # type: ignore[arg-type]
-        )
+        only = _names(args.only, SCENARIOS, "scenario") if args.only else None
+        wanted = _names(args.contenders, CONTENDERS, "contender") if args.contenders else None
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    mode = "quick" if args.quick else "issue" if args.issue_sizes else "full"
+    mode: Mode = "quick" if args.quick else "issue" if args.issue_sizes else "full"
     scenarios: list[Scenario] = [
         s
         for s in SCENARIOS.values()
@@ -94,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Imported only now: these need the benchmark-only dependencies checked above.
-    from ._chart import draw_rate_chart
     from ._machine import describe_machine
-    from ._report import evaluate_targets, render_markdown, to_json
     from ._suite import SuiteConfig, run_suite
 
+    # Stopped from outside (SIGTERM, or Ctrl-C even when started in the background): unwind, so
+    # that every simulator and contender this run started is stopped by its PID on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     repeats = args.repeats or (1 if mode == "quick" else 3)
     work = Path(tempfile.mkdtemp(prefix="ukg-bench-"))
     started = time.monotonic()
@@ -120,20 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - started
-    machine = describe_machine()
-    targets = evaluate_targets(results)
     label = "quick" if mode == "quick" else "full" if mode == "full" else "issue-sizes"
-    stem = f"{dt.date.today().isoformat()}-{label}"
-    args.results.mkdir(parents=True, exist_ok=True)
-    chart = draw_rate_chart(results, args.results / f"{stem}-rate.png")
-    markdown = render_markdown(results, targets, machine, mode=label, chart=chart, elapsed=elapsed)
-    (args.results / f"{stem}.md").write_text(markdown)
-    (args.results / "latest.md").write_text(markdown)
-    (args.results / f"{stem}.json").write_text(
-        to_json(results, targets, machine, mode=label, elapsed=elapsed)
+    _write_reports(
+        results, describe_machine(), label, elapsed, args.results, dt.date.today().isoformat()
     )
-    if chart is not None:
-        shutil.copyfile(chart, args.results / "latest-rate.png")
-    print(markdown)
-    print(f"benchmarks: report in {args.results / (stem + '.md')}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 __all__ = ["describe_machine"]
@@ -40,6 +41,29 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _revision() -> str:
+    """The commit measured, and whether extractor/ had uncommitted changes then."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "extractor"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "no commit"
+    return head + (" with uncommitted changes in extractor/" if dirty else "")
+
+
 def describe_machine() -> dict[str, str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
@@ -49,6 +73,7 @@ def describe_machine() -> dict[str, str]:
         "memory": f"{_memory_gib():.1f} GiB",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "os": platform.platform(),
+        "revision": _revision(),
         "versions": ", ".join(
             f"{p} {_version(p)}" for p in ("ukg-extract", "aiohttp", "uvloop", "dlt", "requests")
         ),

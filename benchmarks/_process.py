@@ -1,8 +1,10 @@
 """Run one contender as a child process: wall time, exit status, peak memory, its own report.
 
-Peak RSS comes from two places and the larger wins: ``os.wait4`` gives the kernel's
-``ru_maxrss`` of the child itself (exact, however short the peak), and polling the child's
-process tree with psutil every 50 ms catches helpers it spawns (their sum at each instant).
+Peak RSS comes from two places and the larger wins: the kernel's high-water mark of the
+child's own memory (``VmHWM`` in ``/proc/PID/status``, exact however short the peak, read at
+every poll), and the sum of the current RSS over the child's process tree (psutil, every poll),
+which catches helpers it spawns. Not ``ru_maxrss`` from ``wait4``: Linux carries it across
+``exec`` from the forking parent, so it would report the harness's own memory.
 The child starts in its own session so that a run past its timeout is stopped whole: SIGTERM
 to that process group (which this harness created), then SIGKILL five seconds later.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -24,7 +27,7 @@ import psutil
 
 __all__ = ["ProcessOutcome", "run_process"]
 
-_POLL = 0.05
+_POLL = 0.025
 _GRACE = 5.0
 
 
@@ -36,6 +39,18 @@ class ProcessOutcome:
     peak_rss_mb: float
     report: dict[str, Any]  # the contender's last JSON line on stdout, if any
     error: str  # the last lines of stderr when it did not succeed
+
+
+def _high_water(pid: int) -> int:
+    """Bytes: the peak RSS of ``pid``'s current program (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _tree_rss(root: psutil.Process) -> int:
@@ -63,12 +78,24 @@ def _last_json(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Exit)\w*: \S")
+
+
+def _tail(path: Path) -> str:
+    """The most telling line of a failed run's output: its last exception, else its last line."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
     except OSError:
         return ""
-    return " | ".join(line.strip() for line in text[-lines:])[:400]
+    lines = [line for line in lines if line]
+    exceptions = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    if not exceptions:
+        return lines[-1][:300] if lines else ""
+    # dlt wraps the cause several times; the root cause is the most useful part.
+    line = next((e for e in exceptions if "caused an exception:" in e), exceptions[-1])
+    head, _, cause = line.partition("caused an exception:")
+    name = head.split(":", 1)[0]
+    return (f"{name}: {cause.strip()}" if cause else line)[:300]
 
 
 def _stop_group(pid: int) -> None:
@@ -112,21 +139,23 @@ def run_process(
         )
     if on_start is not None:
         on_start()
-    peak = 0
+    peak = polls = 0
     status: Literal["ok", "failed", "timeout"] = "ok"
     returncode: int | None = None
-    maxrss_kb = 0
     try:
         root = psutil.Process(proc.pid)
         deadline = started + timeout
         while True:
-            pid, wait_status, usage = os.wait4(proc.pid, os.WNOHANG)
+            # Read before reaping: a zombie has no memory left to report. The tree walk
+            # scans /proc, so it runs every tenth poll; the high-water mark never misses.
+            polls += 1
+            tree = _tree_rss(root) if polls % 10 == 1 else 0
+            peak = max(peak, tree, _high_water(proc.pid))
+            pid, wait_status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 wall = time.perf_counter() - started
                 returncode = os.waitstatus_to_exitcode(wait_status)
-                maxrss_kb = usage.ru_maxrss  # kilobytes on Linux
                 break
-            peak = max(peak, _tree_rss(root))
             if watch is not None:
                 watch()
             if time.perf_counter() >= deadline:
@@ -144,7 +173,7 @@ def run_process(
         status=status,
         returncode=returncode,
         wall_seconds=wall,
-        peak_rss_mb=max(peak, maxrss_kb * 1024) / 2**20,
+        peak_rss_mb=peak / 2**20,
         report=_last_json(out_path),
         error="" if status == "ok" else _tail(err_path) or _tail(out_path),
     )

@@ -20,8 +20,11 @@ __all__ = [
     "CONTENDER_ORDER",
     "SCENARIOS",
     "HiddenLimit",
+    "Mode",
     "Scenario",
 ]
+
+Mode = Literal["quick", "full", "issue"]  # quick and issue sizes, or the budgeted full set
 
 # The order of contenders within a round of a scenario (the ceiling first: it is the yardstick).
 CONTENDER_ORDER: tuple[str, ...] = ("ceiling", "ukg-extract", "fixed-async", "dlt", "naive")
@@ -57,7 +60,7 @@ class Scenario:
     in_quick: bool = True
     notes: tuple[str, ...] = field(default=())
 
-    def size(self, mode: Literal["quick", "full", "issue"]) -> int:
+    def size(self, mode: Mode) -> int:
         if mode == "quick":
             return self.quick_employees
         return self.issue_employees if mode == "issue" else self.employees

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from ._compare import Exactness, compare
 from ._metrics import ServerView, server_view
 from ._process import run_process
-from ._scenarios import CONTENDER_ORDER, Scenario
+from ._scenarios import CONTENDER_ORDER, Mode, Scenario
 from ._simulator import SimulatorProcess
 from .contenders import CONTENDERS, Contender
 
@@ -33,7 +33,6 @@ __all__ = ["RunResult", "ScenarioResult", "SuiteConfig", "run_suite"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SWEEP = (32, 64, 128, 256)  # then doubling on while it still pays, up to SWEEP_MAX
 SWEEP_MAX = 1024
-Mode = Literal["quick", "full", "issue"]
 
 
 @dataclass(frozen=True)
@@ -275,8 +274,7 @@ class _Suite:
         result = ScenarioResult(scenario, employees)
         wanted = self.config.contenders
         # An explicit --contenders list applies everywhere but to the memory runs.
-        use_own = wanted is None or scenario.kind == "rss"
-        names = scenario.contenders if use_own else tuple(wanted)
+        names = scenario.contenders if wanted is None or scenario.kind == "rss" else wanted
         ordered = [CONTENDERS[n] for n in CONTENDER_ORDER if n in names]
         self.log(
             f"[{scenario.name}] {employees:,} employees, {scenario.description}; "
@@ -310,6 +308,7 @@ def _manifest_numbers(out: Path) -> dict[str, Any]:
             "throttled": requests.get("throttled"),
             "requests": requests.get("requests"),
             "complete": manifest.get("complete"),
+            "consistent_at_commit": manifest.get("consistent_at_commit"),
             "catch_up_passes": len(manifest.get("catch_up", [])),
             "rate_controller": manifest.get("rate_controller"),
         }

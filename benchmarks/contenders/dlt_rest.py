@@ -109,8 +109,9 @@ def main() -> None:
     )
     info = pipeline.run(source, loader_file_format="parquet")
     info.raise_on_failed_jobs()
-    rows = pipeline.last_trace.last_normalize_info.row_counts.get("employees", 0)
-    report(profiles=rows)
+    trace = pipeline.last_trace
+    normalized = trace.last_normalize_info if trace is not None else None
+    report(profiles=normalized.row_counts.get("employees", 0) if normalized is not None else None)
 
 
 if __name__ == "__main__":
