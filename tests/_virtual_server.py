@@ -174,6 +174,8 @@ class Trace:
     times: list[float] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)
+    max_in_flight: int = 0
     concurrency: list[tuple[float, int]] = field(default_factory=list)
     rate: list[tuple[float, float | None]] = field(default_factory=list)
     snapshot: dict[str, float | int | None] = field(default_factory=dict)
@@ -226,12 +228,15 @@ def run_scenario(
         kwargs: dict[str, Any] = {} if settings is None else {"settings": settings}
         controller = RateController(**kwargs, clock=loop.time, sleep=asyncio.sleep)
         trace = Trace(duration)
-        times, outcomes, latencies = trace.times, trace.outcomes, trace.latencies
+        times, outcomes, latencies, sent = trace.times, trace.outcomes, trace.latencies, trace.sent
         sleep = asyncio.sleep
 
         async def worker() -> None:
             while True:
                 permit = await controller.acquire()
+                sent.append(permit.started)
+                if controller.in_flight > trace.max_in_flight:
+                    trace.max_in_flight = controller.in_flight
                 reply = server.arrive(loop.time())
                 try:
                     await sleep(reply.latency)
