@@ -227,3 +227,28 @@ async def test_unreachable_host_fails_cleanly(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.error
     assert "cannot connect" in result.error
+
+
+async def test_deleted_after_listing_counts_as_vanished(tmp_path: Path) -> None:
+    sim = await start(employees=600, latency_ms=2)
+    stats = RunStats()
+
+    async def delete_once_listed() -> None:
+        while stats.listed < 600 or stats.fetched < 100:
+            await asyncio.sleep(0.002)
+        sim.churn(deletions=60)
+
+    try:
+        task = asyncio.create_task(delete_once_listed())
+        config = export_config(sim.base_url, tmp_path, max_concurrency=2)
+        result = await export(config, stats=stats)
+        await task
+        truth = sim.truth()
+    finally:
+        await sim.stop()
+    assert result.exit_code == 0, result.error
+    counts = result.manifest["counts"]
+    assert counts["vanished"] > 0, "some deleted employees were still waiting to be fetched"
+    assert counts["failed"] == 0
+    assert len(truth) == 540
+    assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(truth))
