@@ -609,14 +609,17 @@ class SnapshotStore:
             except OSError as exc:
                 raise io_error(exc, path, "reading") from exc
         # A key written in several passes (a catch-up refetch, or a resumed run that
-        # refetched it) keeps only the row of its highest pass.
-        latest = dict(latest_pass)
-        for key, last in _keys_in_several_passes(entries, [r[0] for r in read]).items():
-            latest[key] = max(last, latest.get(key, last))
+        # refetched it) keeps only the row of its highest pass: a file of pass p drops
+        # the keys that files of later passes hold. Later passes are small in practice,
+        # so this never builds a hash table over the whole table.
+        later = _keys_of_later_passes(entries, [r[0] for r in read])
         drop_sets: dict[int, pa.Array] = {}
         for pass_no in {e.pass_no for e in entries}:
-            ids = set(removed) | {k for k, last in latest.items() if last > pass_no}
-            drop_sets[pass_no] = pa.array(sorted(ids), pa.string())
+            ids = set(removed) | {k for k, last in latest_pass.items() if last > pass_no}
+            extra = pa.array(sorted(ids), pa.string())
+            drop_sets[pass_no] = pc.unique(
+                pa.chunked_array([extra, later[pass_no]], pa.string()).combine_chunks()
+            )
         key_chunks: list[pa.Array] = []
         kept: list[JournalEntry] = []
         obsolete: list[Path] = []
@@ -734,27 +737,23 @@ class SnapshotStore:
 # -- listing ----------------------------------------------------------------------------------
 
 
-def _keys_in_several_passes(
+def _keys_of_later_passes(
     entries: Sequence[JournalEntry], keys: Sequence[pa.ChunkedArray]
-) -> dict[str, int]:
-    """Keys that occur in files of more than one pass, with the highest such pass."""
-    if len({e.pass_no for e in entries}) < 2:
-        return {}
-    table = pa.table(
-        {
-            "key": pa.chunked_array([c for k in keys for c in k.chunks], pa.string()),
-            "pass": pa.chunked_array(
-                [
-                    pa.repeat(pa.scalar(e.pass_no, pa.int64()), len(k))
-                    for e, k in zip(entries, keys, strict=True)
-                ],
-                pa.int64(),
-            ),
-        }
-    )
-    grouped = table.group_by("key").aggregate([("pass", "min"), ("pass", "max")])
-    several = grouped.filter(pc.less(grouped["pass_min"], grouped["pass_max"]))
-    return dict(zip(several["key"].to_pylist(), several["pass_max"].to_pylist(), strict=True))
+) -> dict[int, pa.Array]:
+    """For each pass, the distinct keys written by files of any later pass."""
+    by_pass: dict[int, list[pa.Array]] = {}
+    for entry, chunked in zip(entries, keys, strict=True):
+        by_pass.setdefault(entry.pass_no, []).extend(chunked.chunks)
+    later: dict[int, pa.Array] = {}
+    accumulated: list[pa.Array] = []
+    for pass_no in sorted(by_pass, reverse=True):
+        later[pass_no] = (
+            pc.unique(pa.chunked_array(accumulated, pa.string()).combine_chunks())
+            if accumulated
+            else pa.array([], pa.string())
+        )
+        accumulated.extend(by_pass[pass_no])
+    return later
 
 
 def list_snapshots(out: Path) -> list[SnapshotInfo]:
