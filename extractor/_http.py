@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ._auth import TokenProvider
 from ._backoff import backoff_delay, parse_retry_after
@@ -134,7 +135,10 @@ class ApiClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._session = session
-        self._base = base_url
+        # Built from parts: aiohttp then skips parsing a fresh URL string for every
+        # profile (each path is unique, so yarl's parse cache never hits): ~4% of CPU.
+        self._base = URL(base_url)
+        self._base_path = self._base.path.rstrip("/")
         self._dialect = dialect
         self._api_key = credentials.api_key
         self._tokens = tokens
@@ -171,7 +175,7 @@ class ApiClient:
         when the retry policy's attempts run out.
         """
         what = what or path
-        url = self._base + path
+        url = self._base.with_path(self._base_path + path, encoded=True)
         attempt = 1
         refreshed = False
         while True:
@@ -195,7 +199,7 @@ class ApiClient:
                 self.stats.retries += 1
                 await self._sleep(delay)
 
-    async def _once(self, url: str, params: Mapping[str, str] | None, token: str, what: str) -> Any:
+    async def _once(self, url: URL, params: Mapping[str, str] | None, token: str, what: str) -> Any:
         controller = self._controller
         stats = self.stats
         permit = await controller.acquire()
