@@ -90,8 +90,9 @@ def run_demo(args: argparse.Namespace) -> int:
             proc.wait()
     if result.committed:
         out = Path(args.out)
+        python = os.path.relpath(sys.executable)  # the venv's python: it has polars
         query = (
-            'python -c "import polars as pl; print(pl.scan_parquet('
+            f'{python} -c "import polars as pl; print(pl.scan_parquet('
             f"'{out}/employees/**/*.parquet', hive_partitioning=True)"
             ".group_by('snapshot_id', 'company_code').len()"
             ".sort('snapshot_id', 'company_code').collect())\""
