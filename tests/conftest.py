@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from extractor._config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from extractor._schema import EMPLOYEES, TableSpec, records_to_batch
+from extractor.simulator import SimulatorConfig
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret-4f9c2a7e"
@@ -20,6 +21,20 @@ CREDENTIALS = Credentials(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, api_
 
 #: Quick retries so fault tests finish fast (the production default starts at 1 s).
 FAST_RETRY = RetryPolicy(max_attempts=8, base=0.02, cap=0.5)
+
+
+def sim_config(*, employees: int, seed: int, **knobs: Any) -> SimulatorConfig:
+    """A simulated tenant whose default account uses the test credentials and sees every field."""
+    base: dict[str, Any] = {
+        "employees": employees,
+        "seed": seed,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "api_key": API_KEY,
+        "default_sensitive_access": True,
+    }
+    base.update(knobs)
+    return SimulatorConfig(**base)
 
 
 def export_config(base_url: str, out: Path, **changes: Any) -> ExportConfig:

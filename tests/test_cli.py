@@ -17,26 +17,19 @@ import pytest
 from extractor.simulator import SimulatorConfig, run_in_thread
 from tests.conftest import (
     API_KEY,
-    CLIENT_ID,
     CLIENT_SECRET,
     ENV,
     assert_same_rows,
     expected_frame,
     snapshot_frame,
 )
+from tests.conftest import (
+    sim_config as shared_sim_config,
+)
 
 
 def sim_config(**knobs: Any) -> SimulatorConfig:
-    base: dict[str, Any] = {
-        "employees": 400,
-        "seed": 5,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "api_key": API_KEY,
-        "default_sensitive_access": True,
-    }
-    base.update(knobs)
-    return SimulatorConfig(**base)
+    return shared_sim_config(**{"employees": 400, "seed": 5, **knobs})
 
 
 def cli(

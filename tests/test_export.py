@@ -23,19 +23,13 @@ from tests.conftest import (
     export_config,
     snapshot_frame,
 )
+from tests.conftest import (
+    sim_config as shared_sim_config,
+)
 
 
 def sim_config(**knobs: Any) -> SimulatorConfig:
-    base: dict[str, Any] = {
-        "employees": 600,
-        "seed": 11,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "api_key": API_KEY,
-        "default_sensitive_access": True,
-    }
-    base.update(knobs)
-    return SimulatorConfig(**base)
+    return shared_sim_config(**{"employees": 600, "seed": 11, **knobs})
 
 
 async def start(**knobs: Any) -> Simulator:
