@@ -97,6 +97,14 @@ class ProgressReporter:
         return fields
 
     async def run(self) -> None:
+        """Show progress until cancelled. A display failure is logged, never fatal to the run."""
+        try:
+            await self._run()
+        except Exception:
+            log.warning("progress display failed; the export goes on", exc_info=True)
+            await anyio.sleep_forever()
+
+    async def _run(self) -> None:
         if self.mode == "quiet":
             await anyio.sleep_forever()
         if self.mode == "log":
@@ -108,14 +116,22 @@ class ProgressReporter:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.completed:,.0f}/{task.fields[total]}"),
+            TextColumn("{task.completed:,.0f}/{task.fields[total_text]}"),
             TextColumn("{task.fields[rate]:>7,.0f}/s"),
             TextColumn("429s {task.fields[throttled]:,}"),
             TextColumn("retries {task.fields[retries]:,}"),
             TextColumn("ETA {task.fields[eta]}"),
         )
         with Progress(*columns, console=console, transient=False, refresh_per_second=4) as bar:
-            task = bar.add_task("starting", total=None, total_s="?", rate=0.0, eta="--:--")
+            task = bar.add_task(
+                "starting",
+                total=None,
+                total_text="?",
+                rate=0.0,
+                throttled=0,
+                retries=0,
+                eta="--:--",
+            )
             try:
                 while True:
                     f = self.line()
@@ -124,12 +140,12 @@ class ProgressReporter:
                         description=f["phase"],
                         completed=f["done"],
                         total=f["total"],
+                        total_text=f"{f['total']:,}" if f["total"] else "?",
                         rate=f["rate"],
                         throttled=f["throttled"],
                         retries=f["retries"],
                         eta=_fmt_eta(f["eta_seconds"]),
                     )
-                    bar.tasks[0].fields["total"] = f"{f['total']:,}" if f["total"] else "?"
                     await anyio.sleep(0.25)
             finally:
                 bar.refresh()
