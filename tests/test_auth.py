@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from extractor._auth import TokenProvider
-from extractor._config import RetryPolicy, Timeouts
+from extractor._config import Credentials, RetryPolicy, Timeouts
 from extractor._errors import AuthError
 from extractor._http import make_session
 from extractor.simulator import Simulator, SimulatorConfig
@@ -20,6 +21,17 @@ def _config(**knobs: float) -> SimulatorConfig:
     )
 
 
+def provider(
+    session: aiohttp.ClientSession, sim: Simulator, credentials: Credentials = CREDENTIALS
+) -> TokenProvider:
+    return TokenProvider(
+        session=session,
+        token_url=sim.base_url + "/authentication/v1/token",
+        credentials=credentials,
+        retry=RetryPolicy(),
+    )
+
+
 def token_requests(sim: Simulator) -> int:
     return sum(sim.stats()["by_endpoint"].get("token", {}).values())
 
@@ -29,12 +41,7 @@ async def test_one_refresh_however_many_workers_wait() -> None:
         Simulator(_config(latency_ms=20), env={}) as sim,
         make_session(Timeouts(), limit=8) as session,
     ):
-        tokens = TokenProvider(
-            session=session,
-            token_url=sim.base_url + "/authentication/v1/token",
-            credentials=CREDENTIALS,
-            retry=RetryPolicy(),
-        )
+        tokens = provider(session, sim)
         first = await asyncio.gather(*(tokens.get() for _ in range(50)))
         assert len(set(first)) == 1
         assert token_requests(sim) == 1
@@ -54,12 +61,7 @@ async def test_refreshes_ahead_of_expiry() -> None:
         Simulator(_config(token_lifetime=0.5), env={}) as sim,
         make_session(Timeouts(), limit=8) as session,
     ):
-        tokens = TokenProvider(
-            session=session,
-            token_url=sim.base_url + "/authentication/v1/token",
-            credentials=CREDENTIALS,
-            retry=RetryPolicy(),
-        )
+        tokens = provider(session, sim)
         first = await tokens.get()
         await asyncio.sleep(0.5)  # past lifetime minus the 10% margin
         assert await tokens.get() != first
@@ -67,16 +69,9 @@ async def test_refreshes_ahead_of_expiry() -> None:
 
 
 async def test_bad_secret_is_an_auth_error_without_the_secret() -> None:
-    from extractor._config import Credentials
-
     wrong = Credentials(client_id=CLIENT_ID, client_secret="wrong-secret-77", api_key=API_KEY)
     async with Simulator(_config(), env={}) as sim, make_session(Timeouts(), limit=8) as session:
-        tokens = TokenProvider(
-            session=session,
-            token_url=sim.base_url + "/authentication/v1/token",
-            credentials=wrong,
-            retry=RetryPolicy(),
-        )
+        tokens = provider(session, sim, wrong)
         with pytest.raises(AuthError) as info:
             await tokens.get()
     assert "UKG_CLIENT_SECRET" in str(info.value)
