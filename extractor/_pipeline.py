@@ -581,14 +581,19 @@ async def _export_locked(
                     staged.record_finished(table, files, run.pass_no)
         except BaseException as exc:
             error = _describe(exc)
-            # keep whatever is durable so a rerun resumes; never commit
-            for table, writer in run.writers.items():
-                try:
-                    files = await writer.close()
-                    if files:
-                        staged.record_finished(table, files, run.pass_no)
-                except Exception:
-                    log.debug("closing writer after failure", exc_info=True)
+            # Keep whatever is written so a rerun resumes; never commit. Shielded: after
+            # a SIGTERM or a cancel, the awaits of this cleanup would be cancelled too.
+            with anyio.CancelScope(shield=True):
+                for table, writer in run.writers.items():
+                    try:
+                        pending, run._batches[table] = run._batches[table], []
+                        if pending:
+                            await writer.write(pending)
+                        files = await writer.close()
+                        if files:
+                            staged.record_finished(table, files, run.pass_no)
+                    except Exception:
+                        log.warning("could not close the %s writer", table, exc_info=True)
             if not isinstance(exc, Exception):
                 raise
     elapsed = time.monotonic() - wall_start

@@ -184,3 +184,35 @@ def test_failed_employees_exit_1_then_allow_partial_exit_3(tmp_path: Path) -> No
     assert len(manifest["failed_ids"]) == failed_count
     assert manifest["tables"]["employees"]["rows"] + failed_count == 400
     assert manifest["counts"]["resumed_from_checkpoint"] == 400 - failed_count
+
+
+def test_sigterm_checkpoints_exits_1_and_the_rerun_resumes(tmp_path: Path) -> None:
+    config = sim_config(employees=3000, latency_ms=2, rate_limit=800, burst=50)
+    with run_in_thread(config, env={}) as sim:
+        out = tmp_path / "out"
+        env = {**os.environ, **ENV}
+        args = [
+            sys.executable, "-m", "extractor", "export", "--out", str(out),
+            "--base-url", sim.base_url, "--checkpoint-interval", "60", "--quiet",
+        ]  # fmt: skip
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            fetched = sum(sim.stats()["by_endpoint"].get("employee", {}).values())
+            if fetched >= 500:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the export finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 1, stderr
+        assert b"rerun the same command to resume" in stderr
+        # the long checkpoint interval never fired: what was written got journaled on the way out
+        assert _journal_lines(out) >= 1
+        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        truth = sim.truth()
+    snapshot_id = Path(again.stdout.strip().splitlines()[-1]).name.split("=", 1)[1]
+    assert_same_rows(snapshot_frame(out, snapshot_id), expected_frame(truth))
+    manifest = json.loads((out / "_snapshots" / f"{snapshot_id}.json").read_text())
+    assert manifest["counts"]["resumed_from_checkpoint"] > 0
