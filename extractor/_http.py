@@ -99,10 +99,11 @@ def classify(status: int, body: bytes, retry_after: str | None, what: str) -> Ex
     return RequestError(f"{what}: HTTP {status}{suffix}", status=status)
 
 
-def auth_error(what: str, *, api_key_sent: bool) -> AuthError:
-    sent = "a fresh bearer token and the US-API-Key header were both sent" if api_key_sent else ""
+def auth_error(what: str) -> AuthError:
+    """A 401 that a fresh token did not cure; names both credentials, never their values."""
     return AuthError(
-        f"{what}: HTTP 401 Unauthorized after refreshing the token ({sent}). UKG Pro needs "
+        f"{what}: HTTP 401 Unauthorized after refreshing the token (a fresh bearer token and "
+        "the US-API-Key header were both sent). UKG Pro needs "
         "both credentials on every call and does not say which one it rejected: check that "
         "UKG_API_KEY is the tenant's API key for this host, and that the service account of "
         "UKG_CLIENT_ID is active and allowed to call this API.",
@@ -184,7 +185,7 @@ class ApiClient:
                 return await self._once(url, params, token, what)
             except AuthError:
                 if refreshed:
-                    raise auth_error(what, api_key_sent=True) from None
+                    raise auth_error(what) from None
                 refreshed = True
                 await self._tokens.refresh(stale=token)
                 self.stats.retries += 1

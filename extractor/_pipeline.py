@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -436,8 +436,6 @@ def _windows(start: date, end: date, days: int) -> Iterable[tuple[date, date]]:
 
 
 def rate_settings_for(config: ExportConfig) -> RateSettings:
-    from dataclasses import replace
-
     changes: dict[str, Any] = {}
     if config.max_rate is not None:
         changes["max_rate"] = config.max_rate

@@ -12,6 +12,8 @@ import ipaddress
 import math
 from dataclasses import dataclass, field
 
+from ._stats import ENDPOINTS
+
 __all__ = [
     "ALL_SCOPES",
     "RUNTIME_KNOBS",
@@ -23,18 +25,9 @@ ALL_SCOPES: frozenset[str] = frozenset(
     {"people:read", "people:write", "employment:read", "employment:write"}
 )
 
-#: Endpoints that faults can be limited to (``fault_endpoints``).
-FAULT_ENDPOINTS: frozenset[str] = frozenset(
-    {
-        "employee_ids",
-        "employee",
-        "employment_details",
-        "employee_changes",
-        "create",
-        "patch",
-        "terminate",
-    }
-)
+#: Endpoints that faults can be limited to (``fault_endpoints``): every API endpoint but
+#: the token (faults never hit it) and the catch-all for unknown paths.
+FAULT_ENDPOINTS: frozenset[str] = frozenset(ENDPOINTS) - {"token", "other"}
 
 # Knobs that shape the tenant's data or identity cannot change while it runs:
 # changing the seed under a running server would make every earlier answer a lie.
