@@ -47,12 +47,12 @@ from ._http import ApiClient, make_session
 from ._idset import SeenIds
 from ._pager import list_employee_ids
 from ._rate import DEFAULT_RATE_SETTINGS, Outcome, RateController, RateSettings
-from ._schema import EMPLOYEES, EMPLOYMENT_DETAILS, SCHEMA_VERSION
+from ._schema import EMPLOYEES, EMPLOYMENT_DETAILS, SCHEMA_VERSION, TableSpec
 from ._sink import AsyncTableWriter
 from ._snapshot import SnapshotStore, StagedSnapshot
 from ._stats import RunStats
 
-__all__ = ["ExportResult", "export"]
+__all__ = ["ExportResult", "Job", "export", "run_job"]
 
 log = logging.getLogger("extractor")
 
@@ -139,6 +139,9 @@ class _Run:
         self.staged = staged
         self.started_at = started_at
         self.pass_no = segment
+        #: Every change before this moment is in the snapshot (or refetched): the start of
+        #: the last catch-up pass, else the run's start. The next sync reads the feed from it.
+        self.watermark = started_at
         self.done = done  # table -> ids already durable from an earlier segment
         # Pass 0 deduplicates by hash (SeenIds: 8 bytes an id) and keeps the exact ids it
         # enqueued as Arrow chunks; afterwards every known id lives in `known`, one Arrow
@@ -316,12 +319,14 @@ class _Run:
         )
         return pc.unique(pa.chunked_array(pages, pa.string()).combine_chunks())
 
-    async def read_changes(self) -> list[dict[str, Any]]:
-        """New change records since the run began (deduplicated across passes)."""
+    async def read_changes(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """New change records since ``since`` (default: the run's start, less the allowed
+        clock skew), deduplicated across calls. An unusable feed returns [] and is noted."""
         if not self.feed_available:
             return []
         dialect = self.config.dialect
-        start = (self.started_at - CHANGE_SKEW).date()
+        cutoff = since if since is not None else self.started_at - CHANGE_SKEW
+        start = cutoff.date()
         end = (_utcnow() + CHANGE_SKEW).date()
         records: list[dict[str, Any]] = []
         try:
@@ -349,7 +354,6 @@ class _Run:
             self.feed_note = f"employee-changes unavailable ({exc}); catch-up used listings only"
             log.warning(self.feed_note)
             return []
-        cutoff = self.started_at - CHANGE_SKEW
         fresh: list[dict[str, Any]] = []
         for record in records:
             employee_id = record.get("employeeId")
@@ -365,14 +369,22 @@ class _Run:
             fresh.append(record)
         return fresh
 
+    async def record_changes(self, records: list[dict[str, Any]]) -> None:
+        """Keep change records in the ``employee_changes`` table when the job writes one."""
+        writer = self.writers.get("employee_changes")
+        if writer is not None and records:
+            await writer.write([change_row(r) for r in records])
+
     async def catch_up(self, number: int) -> _CatchUp:
         self.pass_no += 1
         self.staged.save_run_state({**self.staged.run_state, "pass_no": self.pass_no})
         report = _CatchUp(pass_no=number)
         self.stats.phase = f"catch-up {number}"
+        self.watermark = _utcnow()
         listing = await self.relist()
         report.listed = len(listing)
         changes = await self.read_changes()
+        await self.record_changes(changes)
         report.change_records = len(changes)
         known = self.known
         new_ids = set(listing.filter(pc.invert(pc.is_in(listing, value_set=known))).to_pylist())
@@ -408,6 +420,20 @@ def _members(array: pa.Array, candidates: set[str]) -> set[str]:
         return set()
     probe = pa.array(sorted(candidates), pa.string())
     return set(probe.filter(pc.is_in(probe, value_set=array)).to_pylist())
+
+
+def change_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A change record as a row of ``employee_changes`` (its key: employee, time, type)."""
+    employee_id = str(record.get("employeeId", ""))
+    when = str(record.get("changedAt") or record.get("changedDate") or "")
+    kind = str(record.get("changeType", ""))
+    return {
+        "changeId": f"{employee_id}|{when}|{kind}",
+        "employeeId": employee_id,
+        "changeType": kind,
+        "changedDate": record.get("changedDate") or (when[:10] or None),
+        "changedAt": when or None,
+    }
 
 
 def _after(when: str, cutoff: datetime) -> bool:
@@ -448,6 +474,38 @@ def rate_settings_for(config: ExportConfig) -> RateSettings:
     return replace(DEFAULT_RATE_SETTINGS, **changes)
 
 
+class Job:
+    """What a run does in its first pass and adds to its manifest.
+
+    The full export lists every id and fetches each one; ``extractor._sync`` plugs in a
+    job that fetches only what changed and carries the rest forward. Everything else (the
+    session, the controller, the workers, checkpoints, catch-up passes, commit) is shared.
+    """
+
+    mode = "full"
+
+    def fingerprint(self, config: ExportConfig) -> dict[str, Any]:
+        """What must match for a rerun to continue an unfinished snapshot."""
+        return _fingerprint(config)
+
+    def tables(self, config: ExportConfig) -> list[TableSpec]:
+        return [EMPLOYEES] + ([EMPLOYMENT_DETAILS] if config.employment_details else [])
+
+    def first_segment(self) -> int:
+        """The pass number of a new snapshot's first segment."""
+        return 0
+
+    def done_from_pass(self) -> int:
+        """On resume, ids in journaled files from this pass on are not fetched again."""
+        return 0
+
+    async def first_pass(self, run: _Run) -> None:
+        await run.first_pass()
+
+    def manifest(self, run: _Run) -> dict[str, Any]:
+        return {}
+
+
 async def export(
     config: ExportConfig,
     *,
@@ -464,16 +522,18 @@ async def export(
     stats = stats or RunStats()
     store = SnapshotStore(config.out)
     with store.lock():
-        return await _export_locked(config, store, stats, on_start)
+        return await run_job(config, store, Job(), stats, on_start)
 
 
-async def _export_locked(
+async def run_job(
     config: ExportConfig,
     store: SnapshotStore,
+    job: Job,
     stats: RunStats,
-    on_start: Callable[[RunStats, RateController], None] | None,
+    on_start: Callable[[RunStats, RateController], None] | None = None,
 ) -> ExportResult:
-    fingerprint = _fingerprint(config)
+    """Run ``job`` to a committed snapshot; the caller holds ``store.lock()``."""
+    fingerprint = job.fingerprint(config)
     staged = store.in_progress()
     if staged is not None and (config.fresh or staged.run_state.get("fingerprint") != fingerprint):
         reason = "--fresh" if config.fresh else "its settings differ from this run's"
@@ -496,12 +556,12 @@ async def _export_locked(
     if staged is None:
         started_at = _utcnow()
         snapshot_id = store.new_snapshot_id(started_at)
+        segment = job.first_segment()
         staged = store.begin(
             snapshot_id,
-            {"fingerprint": fingerprint, "started_at": _iso(started_at), "pass_no": 0},
+            {"fingerprint": fingerprint, "started_at": _iso(started_at), "pass_no": segment},
         )
-        segment = 0
-        log.info("starting snapshot %s", snapshot_id)
+        log.info("starting snapshot %s (%s)", snapshot_id, job.mode)
     else:
         staged.resume()
         started_at = datetime.fromisoformat(
@@ -510,9 +570,10 @@ async def _export_locked(
         # a new segment's rows must outrank every row already written
         segment = int(staged.run_state.get("pass_no", 0)) + 1
         staged.save_run_state({**staged.run_state, "pass_no": segment})
-        done["employees"] = staged.written_ids("employees")
+        since = job.done_from_pass()
+        done["employees"] = staged.written_ids("employees", min_pass=since)
         if config.employment_details:
-            done["employment_details"] = staged.written_ids("employment_details")
+            done["employment_details"] = staged.written_ids("employment_details", min_pass=since)
         log.info(
             "resuming snapshot %s: %d employees already written",
             staged.snapshot_id,
@@ -550,8 +611,7 @@ async def _export_locked(
             retry=config.retry,
             stats=stats.requests,
         )
-        tables = [EMPLOYEES] + ([EMPLOYMENT_DETAILS] if config.employment_details else [])
-        for spec in tables:
+        for spec in job.tables(config):
             run.writers[spec.name] = AsyncTableWriter(
                 staged.table_dir(spec.name),
                 spec,
@@ -564,7 +624,7 @@ async def _export_locked(
                 for _ in range(pool_size):
                     tg.start_soon(run.worker)
                 tg.start_soon(run.checkpointer)
-                await run.first_pass()
+                await job.first_pass(run)
                 await run.flush_and_checkpoint()
                 for number in range(1, config.catch_up_passes + 1):
                     report = await run.catch_up(number)
@@ -603,7 +663,7 @@ async def _export_locked(
     for employee_id, reason in rejected.items():
         run._fail(employee_id, f"record rejected: {reason}")
     complete = error is None and not run.failed
-    manifest = _manifest(run, config, elapsed, complete, resumed_from)
+    manifest = {**_manifest(run, config, elapsed, complete, resumed_from), **job.manifest(run)}
     if error is not None or (run.failed and not config.allow_partial):
         if error is None:
             error = (
@@ -687,6 +747,7 @@ def _manifest(
             for c in run.catch_ups
         ],
         "consistent_at_commit": bool(run.catch_ups) and not run.catch_ups[-1].found_anything,
+        "watermark": _iso(run.watermark),
         "change_feed": "used" if run.feed_available else run.feed_note,
         "duration_seconds": round(elapsed, 3),
     }

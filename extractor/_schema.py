@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 __all__ = [
     "EMPLOYEES",
+    "EMPLOYEE_CHANGES",
     "EMPLOYMENT_DETAILS",
     "SCHEMA_VERSION",
     "TABLES",
@@ -182,7 +183,24 @@ EMPLOYMENT_DETAILS = TableSpec.build(
     ],
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (EMPLOYEES, EMPLOYMENT_DETAILS)}
+#: The change records an incremental sync read from ``employee-changes`` (for audit). One row
+#: a record; ``change_id`` (employee, time, type) is the key, ``change_type`` the partition.
+EMPLOYEE_CHANGES = TableSpec.build(
+    "employee_changes",
+    [
+        ("changeId", "change_id", "string"),
+        ("employeeId", "employee_id", "string"),
+        ("changeType", "change_type", "string"),
+        ("changedDate", "changed_date", "date"),
+        ("changedAt", "changed_at", "string"),
+    ],
+    key="change_id",
+    partition_column="change_type",
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t for t in (EMPLOYEES, EMPLOYMENT_DETAILS, EMPLOYEE_CHANGES)
+}
 
 
 def _is_mask(value: object) -> bool:

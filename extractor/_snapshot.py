@@ -315,12 +315,13 @@ class StagedSnapshot:
             by_table.setdefault(entry.table, []).append(entry)
         return by_table
 
-    def written_ids(self, table_name: str) -> set[str]:
-        """The keys in the journaled files of a table (reads only the key column)."""
+    def written_ids(self, table_name: str, *, min_pass: int = 0) -> set[str]:
+        """The keys in the journaled files of a table from pass ``min_pass`` on (reads only
+        the key column)."""
         key = self.store.spec(table_name).key
         ids: set[str] = set()
         for entry in self.journal():
-            if entry.table == table_name:
+            if entry.table == table_name and entry.pass_no >= min_pass:
                 path = self.path / table_name / entry.path
                 try:
                     keys, _, _ = _read_keys(path, key)

@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from ._progress import ProgressReporter, summary_table
 from ._rate import RateController
 from ._snapshot import list_snapshots
 from ._stats import RunStats
+from ._sync import SyncOptions, sync
 
 __all__ = ["main"]
 
@@ -110,28 +112,49 @@ def _config_from_args(args: argparse.Namespace, env: dict[str, str] | None = Non
     return load_config(flags, env if env is not None else dict(os.environ), args.config)
 
 
-async def _export_with_progress(config: ExportConfig) -> ExportResult:
+OnStart = Callable[[RunStats, RateController], None]
+Work = Callable[[RunStats, OnStart], Awaitable[ExportResult]]
+
+
+async def _with_progress(config: ExportConfig, work: Work) -> ExportResult:
+    """Run one export or sync round with its progress display."""
     stats = RunStats()
-    async with anyio.create_task_group() as tg:
+    try:
+        async with anyio.create_task_group() as tg:
 
-        def on_start(stats: RunStats, controller: RateController) -> None:
-            reporter = ProgressReporter(
-                stats, controller, mode=config.progress, interval=config.log_interval
-            )
-            tg.start_soon(reporter.run)
+            def on_start(stats: RunStats, controller: RateController) -> None:
+                reporter = ProgressReporter(
+                    stats, controller, mode=config.progress, interval=config.log_interval
+                )
+                tg.start_soon(reporter.run)
 
-        main = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # finish cleanly: checkpoint what is written, exit 1, a rerun resumes
-            loop.add_signal_handler(sig, lambda: main.cancel() if main else None)
-        try:
-            result = await export(config, stats=stats, on_start=on_start)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        tg.cancel_scope.cancel()
+            try:
+                result = await work(stats, on_start)
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # the display task never fails the run: the error is the work's own
+        raise group.exceptions[0] from None
     return result
+
+
+async def _until_signal(config: ExportConfig, work: Work) -> ExportResult:
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # finish cleanly: checkpoint what is written, exit 1, a rerun resumes
+        loop.add_signal_handler(sig, lambda: main.cancel() if main else None)
+    try:
+        return await _with_progress(config, work)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _export_with_progress(config: ExportConfig) -> ExportResult:
+    return await _until_signal(
+        config, lambda stats, on_start: export(config, stats=stats, on_start=on_start)
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -147,6 +170,160 @@ def cmd_export(args: argparse.Namespace) -> int:
         log.error("interrupted; written work is kept: rerun the same command to resume")
         return EXIT_FAILED
     return report_result(result, config)
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``900``, ``900s``, ``15m``, ``2h`` or ``1d``."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:])
+    number = raw[:-1] if scale is not None else raw
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: use seconds (900) or 900s, 15m, 2h, 1d"
+        ) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be 0 or more")
+    return value
+
+
+def _days_or_never(text: str) -> float | None:
+    if text.strip().lower() in ("never", "off", "0"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days, or never") from None
+
+
+def _add_sync_arguments(p: argparse.ArgumentParser) -> None:
+    _add_export_arguments(p)
+    s = p.add_argument_group("sync")
+    s.add_argument(
+        "--base", metavar="SNAPSHOT_ID", help="start from this snapshot (default: latest complete)"
+    )
+    s.add_argument(
+        "--full-if-missing",
+        action="store_true",
+        help="run a full export when there is no complete snapshot yet",
+    )
+    s.add_argument(
+        "--overlap",
+        type=_duration,
+        default=900.0,
+        help="read the change feed this far before the watermark (default 15m)",
+    )
+    s.add_argument(
+        "--verify-sample",
+        type=int,
+        default=100,
+        metavar="K",
+        help="refetch K unchanged employees and compare them with the carried rows (default 100)",
+    )
+    s.add_argument(
+        "--max-miss-rate",
+        type=float,
+        default=0.02,
+        help="above this sampled miss rate, refetch everyone in the same round (default 0.02)",
+    )
+    s.add_argument(
+        "--full-every",
+        type=_days_or_never,
+        default=7.0,
+        metavar="DAYS",
+        help="full export when the last full snapshot is older than DAYS (default 7; never)",
+    )
+    s.add_argument("--sample-seed", type=int, help="seed for the verify sample (reproducible runs)")
+    s.add_argument(
+        "--watch",
+        type=_duration,
+        metavar="INTERVAL",
+        help="keep syncing every INTERVAL (e.g. 15m) until SIGTERM",
+    )
+
+
+def _sync_options(args: argparse.Namespace) -> SyncOptions:
+    return SyncOptions(
+        base=args.base,
+        full_if_missing=args.full_if_missing,
+        overlap=args.overlap,
+        verify_sample=args.verify_sample,
+        max_miss_rate=args.max_miss_rate,
+        full_every_days=args.full_every,
+        sample_seed=args.sample_seed,
+    )
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    options = _sync_options(args)
+    configure_logging(
+        log_format=config.log_format,
+        level=logging.WARNING if config.progress == "quiet" else logging.INFO,
+        secrets=config.credentials.secrets,
+    )
+
+    def work(stats: RunStats, on_start: OnStart) -> Awaitable[ExportResult]:
+        return sync(config, options, stats=stats, on_start=on_start)
+
+    if args.watch is not None:
+        return run_async(_watch(config, work, args.watch))
+    try:
+        result = run_async(_until_signal(config, work))
+    except asyncio.CancelledError:
+        log.error("interrupted; written work is kept: rerun the same command to resume")
+        return EXIT_FAILED
+    return report_result(result, config)
+
+
+#: Rounds in a row that may fail before ``--watch`` gives up.
+WATCH_MAX_FAILURES = 3
+
+
+async def _watch(config: ExportConfig, work: Work, interval: float) -> int:
+    """Sync every ``interval`` seconds until SIGTERM/SIGINT.
+
+    A signal between rounds exits at once; during a round it cancels the round, which
+    checkpoints what it wrote (the next start resumes it). Either way the exit code is 0.
+    A round that fails is logged and retried at the next interval; after
+    ``WATCH_MAX_FAILURES`` failures in a row the watch exits 1.
+    """
+    stop = anyio.Event()
+    current: list[anyio.CancelScope] = []
+
+    def on_signal() -> None:
+        stop.set()
+        for scope in current:
+            scope.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    failures = 0
+    try:
+        while not stop.is_set():
+            began = time.monotonic()
+            with anyio.CancelScope() as scope:
+                current.append(scope)
+                result = await _with_progress(config, work)
+            current.clear()
+            if scope.cancelled_caught:
+                log.info("stopped during a round; its written work resumes on the next start")
+                break
+            report_result(result, config)
+            failures = 0 if result.committed else failures + 1
+            if failures >= WATCH_MAX_FAILURES:
+                log.error("%d rounds in a row failed; stopping the watch", failures)
+                return EXIT_FAILED
+            with anyio.move_on_after(max(0.0, interval - (time.monotonic() - began))):
+                await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("watch stopped")
+    return EXIT_OK
 
 
 def report_result(result: ExportResult, config: ExportConfig) -> int:
@@ -223,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="full snapshot of every employee")
     _add_export_arguments(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sync", help="new complete snapshot from the latest one plus changes")
+    _add_sync_arguments(p)
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("snapshots", help="list committed snapshots")
     p.add_argument("out", nargs="?", type=Path, help="output folder (default: ./output)")

@@ -48,7 +48,7 @@ def employee(employee_id: str = "E1", **fields: Any) -> dict[str, Any]:
 def test_schema_version_is_recorded() -> None:
     assert SCHEMA_VERSION == 1
     assert EMPLOYEES.schema.metadata[b"ukg_extract.schema_version"] == b"1"
-    assert set(TABLES) == {"employees", "employment_details"}
+    assert set(TABLES) == {"employees", "employment_details", "employee_changes"}
 
 
 def test_employees_columns_and_types() -> None:

@@ -13,9 +13,11 @@ import math
 from dataclasses import dataclass, field
 
 from ._stats import ENDPOINTS
+from ._writes import PATCHABLE
 
 __all__ = [
     "ALL_SCOPES",
+    "BLINDABLE_FIELDS",
     "RUNTIME_KNOBS",
     "ServiceAccount",
     "SimulatorConfig",
@@ -28,6 +30,10 @@ ALL_SCOPES: frozenset[str] = frozenset(
 #: Endpoints that faults can be limited to (``fault_endpoints``): every API endpoint but
 #: the token (faults never hit it) and the catch-all for unknown paths.
 FAULT_ENDPOINTS: frozenset[str] = frozenset(ENDPOINTS) - {"token", "other"}
+
+#: Profile fields the change feed can be blind to (``feed_blind_fields``): the ones an
+#: update can change, i.e. the patchable ones (churn updates change a subset of them).
+BLINDABLE_FIELDS: frozenset[str] = PATCHABLE
 
 # Knobs that shape the tenant's data or identity cannot change while it runs:
 # changing the seed under a running server would make every earlier answer a lie.
@@ -102,6 +108,13 @@ class SimulatorConfig:
     fault_endpoints: tuple[str, ...] = ()
     churn_rate: float = 0.0
     churn_mix: tuple[float, float, float, float] = (0.3, 0.4, 0.2, 0.1)
+    #: Profile fields (API names: "jobTitle", "locationId", ...) whose updates
+    #: ``employee-changes`` does not report: an update that changes only these is
+    #: missing from the feed (see ``EmployeeStore.update``); the profile changes all the same.
+    feed_blind_fields: tuple[str, ...] = ()
+    #: With ``feed_blind_fields`` set, this share of churn updates changes one blind
+    #: field and nothing else (the other updates may still happen to be blind).
+    churn_blind_share: float = 0.5
     change_window_days: int = 31
     accounts: tuple[ServiceAccount, ...] = field(default=())
     default_sensitive_access: bool = False
@@ -121,7 +134,14 @@ class SimulatorConfig:
         for name in ("latency_ms", "jitter_ms", "slow_tail_ms", "stall_seconds", "churn_rate"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be >= 0")
-        for name in ("slow_tail_prob", "error_rate", "reset_rate", "truncate_rate", "stall_rate"):
+        probabilities = (
+            "slow_tail_prob",
+            "error_rate",
+            "reset_rate",
+            "truncate_rate",
+            "stall_rate",
+        )
+        for name in (*probabilities, "churn_blind_share"):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"{name} must be a probability between 0 and 1")
         faults = self.error_rate + self.reset_rate + self.truncate_rate + self.stall_rate
@@ -136,9 +156,27 @@ class SimulatorConfig:
             not unknown,
             f"unknown fault endpoints {sorted(unknown)}; known: {sorted(FAULT_ENDPOINTS)}",
         )
+        self._check_blind_fields()
         _check(self.change_window_days >= 1, "change_window_days must be >= 1")
         ids = [account.client_id for account in self.accounts]
         _check(len(ids) == len(set(ids)), "service accounts need distinct client ids")
+
+    def _check_blind_fields(self) -> None:
+        blind: object = self.feed_blind_fields
+        _check(
+            isinstance(blind, tuple | list) and all(isinstance(name, str) for name in blind),
+            "feed_blind_fields must be a list of profile field names such as "
+            "('jobTitle', 'locationId')",
+        )
+        assert isinstance(blind, tuple | list)
+        unknown = [name for name in blind if name not in BLINDABLE_FIELDS]
+        _check(
+            not unknown,
+            f"feed_blind_fields: {', '.join(map(repr, unknown))} is not a profile field the "
+            f"simulator can change; choose from {', '.join(sorted(BLINDABLE_FIELDS))}",
+        )
+        # A list (JSON, set_knobs) becomes a tuple without repeats, in the order given.
+        object.__setattr__(self, "feed_blind_fields", tuple(dict.fromkeys(blind)))
 
     @property
     def effective_burst(self) -> float:

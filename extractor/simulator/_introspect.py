@@ -6,14 +6,17 @@ simulator running in another process:
 
 * ``GET /_sim/stats``, ``POST /_sim/reset-stats``
 * ``GET /_sim/truth`` (NDJSON, one unmasked profile per line, in listing order;
-  ``?kind=employment-details`` for the employment records)
+  ``?kind=employment-details`` for the employment records; ``?kind=changes`` for
+  every change in time order, reported by the feed or not, each with ``reported``
+  and ``fields``, narrowed by ``since``, ``until`` and ``reported=true|false``)
 * ``POST /_sim/churn`` with ``{"hires": 1, "updates": 0, ...}`` -> the change records
 * ``GET /_sim/knobs`` and ``POST /_sim/knobs`` with ``{"latency_ms": 20, ...}``
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +28,8 @@ from ._server import json_response
 __all__ = ["Introspectable", "add_introspection_routes"]
 
 _CHUNK = 500  # NDJSON lines per write: big enough to be cheap, small enough to stream
+_TRUTH_KINDS = ("profiles", "employment-details", "changes")
+_CHANGE_PARAMS = frozenset({"since", "until", "reported"})
 
 
 class Introspectable(Protocol):
@@ -32,6 +37,13 @@ class Introspectable(Protocol):
     def reset_stats(self) -> None: ...
     def iter_truth(self) -> Iterator[dict[str, Any]]: ...
     def iter_truth_employment_details(self) -> Iterator[dict[str, Any]]: ...
+    def iter_changes(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        reported: bool | None = None,
+    ) -> Iterator[dict[str, Any]]: ...
     def churn(
         self, *, hires: int = 0, updates: int = 0, terminations: int = 0, deletions: int = 0
     ) -> list[dict[str, Any]]: ...
@@ -72,11 +84,28 @@ def add_introspection_routes(app: web.Application, sim: Introspectable) -> None:
         sim.reset_stats()
         return json_response({"status": "reset"})
 
+    def truth_records(query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        kind = query.get("kind", "profiles")
+        if kind not in _TRUTH_KINDS:
+            raise bad_request(f"kind must be one of {', '.join(map(repr, _TRUTH_KINDS))}")
+        if kind != "changes":
+            extra = sorted(_CHANGE_PARAMS & set(query))
+            if extra:
+                raise bad_request(f"{', '.join(extra)} only apply to kind=changes")
+            if kind == "profiles":
+                return sim.iter_truth()
+            return sim.iter_truth_employment_details()
+        reported = query.get("reported")
+        if reported not in (None, "true", "false"):
+            raise bad_request("reported must be 'true' or 'false'")
+        return sim.iter_changes(
+            since=query.get("since"),
+            until=query.get("until"),
+            reported=None if reported is None else reported == "true",
+        )
+
     async def truth(request: web.Request) -> web.StreamResponse:
-        kind = request.query.get("kind", "profiles")
-        if kind not in ("profiles", "employment-details"):
-            raise bad_request("kind must be 'profiles' or 'employment-details'")
-        records = sim.iter_truth() if kind == "profiles" else sim.iter_truth_employment_details()
+        records = truth_records(request.query)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         lines: list[bytes] = []

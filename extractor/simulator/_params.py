@@ -14,7 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 
 from ._problems import bad_request
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Window", "parse_paging", "parse_window"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "Window",
+    "instant_micros",
+    "parse_instant",
+    "parse_paging",
+    "parse_window",
+]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 200
@@ -55,7 +63,8 @@ class Window:
         self.end = end
 
 
-def _instant(raw: str, name: str, *, end_of_day: bool) -> datetime:
+def parse_instant(raw: str, name: str, *, end_of_day: bool) -> datetime:
+    """A date (its first or, with ``end_of_day``, last microsecond) or an ISO-8601 datetime."""
     try:
         if _DATE_ONLY.fullmatch(raw):
             start = datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
@@ -70,7 +79,10 @@ def _instant(raw: str, name: str, *, end_of_day: bool) -> datetime:
         ) from None
 
 
-def _micros(moment: datetime) -> int:
+def instant_micros(moment: datetime) -> int:
+    """Microseconds since the epoch; a datetime without an offset is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // _ONE_MICRO
 
 
@@ -79,8 +91,8 @@ def parse_window(query: Mapping[str, str], max_days: int) -> Window:
     raw_start, raw_end = query.get("startDate"), query.get("endDate")
     if not raw_start or not raw_end:
         raise bad_request("Query parameters 'startDate' and 'endDate' are both required")
-    start = _instant(raw_start, "startDate", end_of_day=False)
-    end = _instant(raw_end, "endDate", end_of_day=True)
+    start = parse_instant(raw_start, "startDate", end_of_day=False)
+    end = parse_instant(raw_end, "endDate", end_of_day=True)
     if end < start:
         raise bad_request("'endDate' must not be before 'startDate'")
     # Day one's start to day N's end is just under N days: the guide's Jan 1 - Jan 31 fits 31.
@@ -89,4 +101,4 @@ def parse_window(query: Mapping[str, str], max_days: int) -> Window:
             f"The date range may span at most {max_days} days; narrow 'startDate'/'endDate' "
             f"and page through smaller windows"
         )
-    return Window(_micros(start), _micros(end))
+    return Window(instant_micros(start), instant_micros(end))

@@ -334,7 +334,7 @@ class Api:
         store = self.rt.store
         index = store.require(request.match_info["employeeId"])
         changes = check_patch(await _json_body(request), index, store)
-        store.update(index, changes)
+        store.update(index, changes, blind=self.rt.config.feed_blind_fields)
         return json_response({"employeeId": store.codec.id_of(index), "status": "updated"})
 
     async def terminate(self, request: web.Request, account: ServiceAccount) -> web.Response:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import secrets
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +21,8 @@ from aiohttp import web
 from ._churn import ChurnEngine
 from ._config import ALL_SCOPES, RUNTIME_KNOBS, ServiceAccount, SimulatorConfig
 from ._introspect import add_introspection_routes
+from ._params import instant_micros, parse_instant
+from ._problems import ApiError
 from ._server import Api, Runtime
 from ._store import EmployeeStore
 
@@ -77,7 +80,7 @@ class Simulator:
             seed=config.seed, employees=config.employees, companies=config.companies
         )
         self._runtime = Runtime(config, store, self._accounts)
-        self._churn = ChurnEngine(store, config.seed)
+        self._churn = ChurnEngine(store, config.seed, lambda: self._runtime.config)
         self._churn_wake = asyncio.Event()
         self._churn_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -109,7 +112,7 @@ class Simulator:
         self._base_url = f"http://{host}:{port}"
         self._runtime.closing = False
         self._churn_task = asyncio.create_task(
-            self._churn.run(lambda: self._runtime.config, self._churn_wake),
+            self._churn.run(self._churn_wake),
             name="ukg-simulator-churn",
         )
 
@@ -193,10 +196,63 @@ class Simulator:
     def truth_employment_details(self) -> dict[str, dict[str, Any]]:
         return {record["employeeId"]: record for record in self.iter_truth_employment_details()}
 
+    def iter_changes(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        reported: bool | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every change with ``since <= changedAt <= until``, in time order, reported or not.
+
+        The ground truth behind the feed: each record is the feed's record plus
+        ``reported`` (False: the feed is blind to it, see ``feed_blind_fields``) and
+        ``fields``, the profile fields it set to a new value (None for hires and
+        deletions). ``since`` and ``until`` are datetimes (naive = UTC) or strings as
+        the feed takes them (a date-only ``until`` means the end of that day); either
+        may be left out. ``reported`` keeps only reported (True) or unreported (False)
+        changes. The range is fixed when iteration starts: later changes are not seen.
+        """
+        history = self._runtime.store.history
+        start = _micros(since, "since", end_of_day=False)
+        end = _micros(until, "until", end_of_day=True)
+        low, high = history.span(start, end)
+
+        def records() -> Iterator[dict[str, Any]]:
+            for position in range(low, high):
+                if reported is None or history.reported(position) == reported:
+                    yield history.record(position)
+
+        return records()
+
+    def changes(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        reported: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """``iter_changes`` as a list.
+
+        ``{c["employeeId"] for c in changes(since=t)}`` is exactly the set of employees
+        written to since ``t``: hired, updated (a write that changed no value has
+        ``fields == []``), terminated or deleted, whether the feed reported it or not.
+        """
+        return list(self.iter_changes(since=since, until=until, reported=reported))
+
+    def blind_changes(
+        self, *, since: datetime | str | None = None, until: datetime | str | None = None
+    ) -> list[dict[str, Any]]:
+        """The updates ``employee-changes`` did not report, each with the fields it changed."""
+        return self.changes(since=since, until=until, reported=False)
+
     def churn(
         self, *, hires: int = 0, updates: int = 0, terminations: int = 0, deletions: int = 0
     ) -> list[dict[str, Any]]:
-        """Apply churn now; the change records, as the change feed will show them."""
+        """Apply churn now; the change records, as the change feed will show them.
+
+        Updates the feed is blind to are not among them: ``blind_changes`` has them.
+        """
         positions = self._churn.apply(
             hires=hires, updates=updates, terminations=terminations, deletions=deletions
         )
@@ -230,3 +286,14 @@ class Simulator:
             )
         self._runtime.apply(config)
         self._churn_wake.set()
+
+
+def _micros(moment: datetime | str | None, name: str, *, end_of_day: bool) -> int:
+    if moment is None:
+        return (1 << 63) - 1 if end_of_day else 0
+    if isinstance(moment, str):
+        try:
+            moment = parse_instant(moment, name, end_of_day=end_of_day)
+        except ApiError as exc:
+            raise ValueError(exc.message) from None
+    return instant_micros(moment)

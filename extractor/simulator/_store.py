@@ -10,7 +10,8 @@
 * Deleted indices are remembered in a set, so their ids answer 404 afterwards.
 
 Mutations here do no validation (``_writes`` does that for the HTTP API); each
-one appends its change record to the change log.
+one appends its record to the change history and, unless the feed is blind to
+it (see ``update``), to the change feed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from __future__ import annotations
 import time
 from array import array
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ._changes import ChangeLog
+from ._changes import ChangeHistory, ChangeLog
 from ._generate import EMPLOYMENT_KEYS, PROFILE_KEYS, RecordGenerator
 from ._ids import ID_BITS, IdCodec
 from ._problems import not_found
@@ -35,6 +36,9 @@ SENSITIVE_KEYS: tuple[str, ...] = ("dateOfBirth", "ethnicity", "gender")
 
 
 _BUCKET_BITS = 8
+# Employment-only fields that an update sets along with the profile field they follow.
+_DERIVED_FROM = {"jobCode": "jobTitle", "hourlyOrSalaried": "flsaStatus"}
+_PROFILE = frozenset(PROFILE_KEYS)
 
 
 def _sorted_ids(codec: IdCodec, employees: int) -> array[int]:
@@ -70,7 +74,8 @@ class EmployeeStore:
         self.tenant = Tenant(companies)
         self.codec = IdCodec(seed)
         self.generator = RecordGenerator(seed, self.tenant, self.codec)
-        self.changes = ChangeLog(clock)
+        self.changes = ChangeLog(clock)  # the feed: what employee-changes reports
+        self.history = ChangeHistory(clock)  # every change, reported or not
         self._clock = clock
         self._base_count = employees
         self._next_index = employees
@@ -192,17 +197,33 @@ class EmployeeStore:
         record = {**record, "employeeId": IdCodec.encode(mixed)}
         self._overrides[index] = record
         insort(self._listing, mixed)
-        return index, self.changes.append(mixed, "HIRE")
+        return index, self._log(mixed, "HIRE")
 
-    def update(self, index: int, changes: dict[str, Any]) -> int:
+    def update(
+        self, index: int, changes: dict[str, Any], *, blind: Collection[str] = ()
+    ) -> int | None:
+        """Apply field changes; the position of the feed's UPDATE record, None if it has none.
+
+        The feed is blind to an update when every profile field it sets to a new
+        value is in ``blind`` (``jobCode`` counts as ``jobTitle``, ``hourlyOrSalaried``
+        as ``flsaStatus``): the record changes, the history has the change
+        (``reported: false``), the feed does not. An update that sets one field
+        outside ``blind`` to a new value is reported as usual, and so is a write
+        that changes no value at all (the feed reports whole records, not fields).
+        """
+        changed = self._changed_fields(index, changes)
         self._overrides.setdefault(index, {}).update(changes)
-        return self.changes.append(self.codec.mix(index), "UPDATE")
+        mixed = self.codec.mix(index)
+        if changed and changed <= set(blind):
+            self.history.append(mixed, "UPDATE", changed, reported=False)
+            return None
+        return self._log(mixed, "UPDATE", changed)
 
     def terminate(self, index: int, termination_date: str) -> int:
-        self._overrides.setdefault(index, {}).update(
-            employmentStatus="Terminated", terminationDate=termination_date
-        )
-        return self.changes.append(self.codec.mix(index), "TERMINATION")
+        changes = {"employmentStatus": "Terminated", "terminationDate": termination_date}
+        changed = self._changed_fields(index, changes)
+        self._overrides.setdefault(index, {}).update(changes)
+        return self._log(self.codec.mix(index), "TERMINATION", changed)
 
     def delete(self, index: int) -> int:
         """Remove an employee: gone from the listing, 404 afterwards.
@@ -216,4 +237,20 @@ class EmployeeStore:
             del self._listing[position]
         self._deleted.add(index)
         self._overrides.pop(index, None)
-        return self.changes.append(mixed, "DELETE")
+        return self._log(mixed, "DELETE")
+
+    def _changed_fields(self, index: int, changes: dict[str, Any]) -> set[str]:
+        """The profile fields that ``changes`` would set to a new value."""
+        current = self.record(index)
+        changed: set[str] = set()
+        for key, value in changes.items():
+            if current.get(key) != value:
+                field = _DERIVED_FROM.get(key, key)
+                if field in _PROFILE:
+                    changed.add(field)
+        return changed
+
+    def _log(self, mixed: int, change_type: str, fields: Collection[str] = ()) -> int:
+        """Append to the history and to the feed, at the same instant; the feed position."""
+        position = self.history.append(mixed, change_type, fields, reported=True)
+        return self.changes.append(mixed, change_type, at=self.history.at(position))

@@ -12,6 +12,7 @@ import concurrent.futures
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ._config import ServiceAccount, SimulatorConfig
@@ -80,6 +81,20 @@ class SimulatorHandle:
             terminations=terminations,
             deletions=deletions,
         )
+
+    def changes(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        reported: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        return self._call(self._simulator.changes, since=since, until=until, reported=reported)
+
+    def blind_changes(
+        self, *, since: datetime | str | None = None, until: datetime | str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._call(self._simulator.blind_changes, since=since, until=until)
 
     def set_knobs(self, **changes: Any) -> None:
         self._call(self._simulator.set_knobs, **changes)

@@ -39,6 +39,11 @@ _FLOAT_KNOBS: tuple[tuple[str, str], ...] = (
     ("stall-rate", "probability that the answer is held for --stall-seconds"),
     ("stall-seconds", "how long a stalled answer is held (default 30)"),
     ("churn-rate", "background hires/updates/terminations/deletions per second"),
+    (
+        "churn-blind-share",
+        "with --feed-blind-fields: share of churn updates that change one blind field only "
+        "(default 0.5)",
+    ),
 )
 
 
@@ -120,11 +125,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument(
         "--fault-endpoints",
         dest="sim_fault_endpoints",
-        type=lambda text: tuple(part.strip() for part in text.split(",") if part.strip()),
+        type=_names,
         default=(),
         metavar="E1,E2",
         help="limit faults to these endpoints (employee_ids, employee, employment_details, "
         "employee_changes, ...); default: all",
+    )
+    knobs.add_argument(
+        "--feed-blind-fields",
+        dest="sim_feed_blind_fields",
+        type=_names,
+        default=(),
+        metavar="F1,F2",
+        help="profile fields (jobTitle, locationId, ...) whose updates employee-changes does "
+        "not report when nothing else changed; default: none",
     )
     knobs.add_argument(
         "--retry-after",
@@ -133,6 +147,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="send Retry-After (whole seconds) with 429 (default: no)",
     )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _churn_mix(text: str) -> tuple[float, float, float, float]:
@@ -160,6 +178,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         "max_in_flight": args.sim_max_in_flight,
         "retry_after": args.sim_retry_after,
         "fault_endpoints": args.sim_fault_endpoints,
+        "feed_blind_fields": args.sim_feed_blind_fields,
     }
     for flag, _ in _FLOAT_KNOBS:
         name = flag.replace("-", "_")

@@ -42,6 +42,7 @@ def test_every_knob_has_a_flag() -> None:
             *("--error-rate", "0.02", "--reset-rate", "0.01", "--truncate-rate", "0.01"),
             *("--stall-rate", "0.005", "--stall-seconds", "20", "--churn-rate", "2"),
             *("--churn-mix", "1,2,3,4", "--change-window-days", "14", "--sensitive-access"),
+            *("--feed-blind-fields", "jobTitle, locationId", "--churn-blind-share", "0.25"),
         )
     )
     assert config == SimulatorConfig(
@@ -67,6 +68,8 @@ def test_every_knob_has_a_flag() -> None:
         churn_mix=(1, 2, 3, 4),
         change_window_days=14,
         default_sensitive_access=True,
+        feed_blind_fields=("jobTitle", "locationId"),
+        churn_blind_share=0.25,
     )
 
 
@@ -80,6 +83,15 @@ def test_a_bad_churn_mix_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_an_invalid_knob_value_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(_parse("--error-rate", "1.5")) == 2
     assert "error_rate" in capsys.readouterr().err
+
+
+def test_an_unknown_blind_field_exits_2_naming_the_valid_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(_parse("--feed-blind-fields", "jobTitle,workPhone")) == 2
+    err = capsys.readouterr().err
+    assert "'workPhone'" in err
+    assert "jobTitle, lastName, locationId" in err
 
 
 def _start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], list[str]]:
