@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from ._pipeline import ExportResult, export
     from ._snapshot import SnapshotInfo, latest_snapshot, list_snapshots
+    from ._sync import NoBaseSnapshotError, SyncOptions, sync
 
 # Imported on first use: ``python -m extractor.simulator`` must not pay for pyarrow and
 # polars (about 40 MB and most of a second per simulator process).
@@ -55,6 +56,7 @@ _LAZY = {
     "ExportResult": "._pipeline",
     "ExtractError": "._errors",
     "ForbiddenError": "._errors",
+    "NoBaseSnapshotError": "._sync",
     "NotFoundError": "._errors",
     "PermanentError": "._errors",
     "RequestError": "._errors",
@@ -62,6 +64,7 @@ _LAZY = {
     "ServerError": "._errors",
     "SnapshotError": "._errors",
     "SnapshotInfo": "._snapshot",
+    "SyncOptions": "._sync",
     "ThrottledError": "._errors",
     "TimeoutError_": "._errors",
     "Timeouts": "._config",
@@ -70,6 +73,7 @@ _LAZY = {
     "latest_snapshot": "._snapshot",
     "list_snapshots": "._snapshot",
     "load_config": "._config",
+    "sync": "._sync",
 }
 
 
@@ -93,6 +97,7 @@ __all__ = [
     "ExportResult",
     "ExtractError",
     "ForbiddenError",
+    "NoBaseSnapshotError",
     "NotFoundError",
     "PermanentError",
     "RequestError",
@@ -100,6 +105,7 @@ __all__ = [
     "ServerError",
     "SnapshotError",
     "SnapshotInfo",
+    "SyncOptions",
     "ThrottledError",
     "TimeoutError_",
     "Timeouts",
@@ -109,4 +115,5 @@ __all__ = [
     "latest_snapshot",
     "list_snapshots",
     "load_config",
+    "sync",
 ]
