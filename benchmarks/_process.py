@@ -1,10 +1,13 @@
-"""Run one contender as a child process: wall time, exit status, peak memory, its own report.
+"""Run one contender as a child process: wall time, exit status, peak memory, CPU, its report.
 
 Peak RSS comes from two places and the larger wins: the kernel's high-water mark of the
 child's own memory (``VmHWM`` in ``/proc/PID/status``, exact however short the peak, read at
 every poll), and the sum of the current RSS over the child's process tree (psutil, every poll),
 which catches helpers it spawns. Not ``ru_maxrss`` from ``wait4``: Linux carries it across
 ``exec`` from the forking parent, so it would report the harness's own memory.
+CPU time is the child's user + system time from ``wait4`` when it is reaped (its threads
+included; children it spawned and waited for too). :class:`CpuSample` tells, around a run, how
+much CPU the rest of the machine took meanwhile: it is shared.
 The child starts in its own session so that a run past its timeout is stopped whole: SIGTERM
 to that process group (which this harness created), then SIGKILL five seconds later.
 """
@@ -25,7 +28,7 @@ from typing import Any, Literal
 
 import psutil
 
-__all__ = ["ProcessOutcome", "run_process"]
+__all__ = ["CpuSample", "ProcessOutcome", "run_process"]
 
 _POLL = 0.025
 _GRACE = 5.0
@@ -37,6 +40,7 @@ class ProcessOutcome:
     returncode: int | None
     wall_seconds: float
     peak_rss_mb: float
+    cpu_seconds: float  # user + system time of the child, from wait4 when it was reaped
     report: dict[str, Any]  # the contender's last JSON line on stdout, if any
     error: str  # the last lines of stderr when it did not succeed
 
@@ -98,17 +102,23 @@ def _tail(path: Path) -> str:
     return (f"{name}: {cause.strip()}" if cause else line)[:300]
 
 
-def _stop_group(pid: int) -> None:
+def _cpu(usage: Any) -> float:
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def _stop_group(pid: int) -> float:
+    """Stop the child's process group; the child's CPU seconds once reaped (0.0 if never)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + _GRACE
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
-                done, _, _ = os.wait4(pid, os.WNOHANG)
+                done, _, usage = os.wait4(pid, os.WNOHANG)
                 if done:
-                    return
+                    return _cpu(usage)
             time.sleep(_POLL)
+    return 0.0
 
 
 def run_process(
@@ -120,10 +130,13 @@ def run_process(
     cwd: Path | None = None,
     on_start: Callable[[], None] | None = None,
     watch: Callable[[], None] | None = None,
+    overtime: Callable[[float], float] | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` to completion or ``timeout`` seconds; stdout/stderr go to ``log_dir``.
 
     ``on_start`` is called once the child exists, ``watch`` at every poll while it runs.
+    ``overtime``, called once when ``timeout`` is reached with the seconds so far, may grant
+    that many more seconds (0: stop it now).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
@@ -140,6 +153,7 @@ def run_process(
     if on_start is not None:
         on_start()
     peak = polls = 0
+    cpu = 0.0
     status: Literal["ok", "failed", "timeout"] = "ok"
     returncode: int | None = None
     try:
@@ -151,21 +165,27 @@ def run_process(
             polls += 1
             tree = _tree_rss(root) if polls % 10 == 1 else 0
             peak = max(peak, tree, _high_water(proc.pid))
-            pid, wait_status, _ = os.wait4(proc.pid, os.WNOHANG)
+            pid, wait_status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 wall = time.perf_counter() - started
                 returncode = os.waitstatus_to_exitcode(wait_status)
+                cpu = _cpu(usage)
                 break
             if watch is not None:
                 watch()
             if time.perf_counter() >= deadline:
+                extra = overtime(time.perf_counter() - started) if overtime else 0.0
+                overtime = None
+                if extra > 0:
+                    deadline += extra
+                    continue
                 wall = time.perf_counter() - started
                 status = "timeout"
                 break
             time.sleep(_POLL)
     finally:
         if returncode is None:  # timed out, or the harness itself was interrupted
-            _stop_group(proc.pid)
+            cpu = _stop_group(proc.pid)
         proc.returncode = returncode if returncode is not None else -9  # already reaped
     if status == "ok" and returncode != 0:
         status = "failed"
@@ -174,6 +194,37 @@ def run_process(
         returncode=returncode,
         wall_seconds=wall,
         peak_rss_mb=peak / 2**20,
+        cpu_seconds=cpu,
         report=_last_json(out_path),
         error="" if status == "ok" else _tail(err_path) or _tail(out_path),
     )
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds so far: the whole machine's busy time, the simulator's and the harness's."""
+
+    busy: float
+    simulator: float
+    harness: float
+
+    @classmethod
+    def now(cls, simulator_pid: int | None) -> CpuSample:
+        t = psutil.cpu_times()
+        # Busy time of every core; guest time is already inside user time on Linux.
+        busy = sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
+        busy += getattr(t, "steal", 0.0)  # taken by the hypervisor for other machines
+        simulator = 0.0
+        if simulator_pid is not None:
+            with contextlib.suppress(psutil.Error):
+                own = psutil.Process(simulator_pid).cpu_times()
+                simulator = own.user + own.system
+        harness = os.times()
+        return cls(busy, simulator, harness.user + harness.system)
+
+    def others_since(self, before: CpuSample, contender_cpu: float, wall: float) -> float | None:
+        """Cores that everything but the contender, the simulator and the harness kept busy."""
+        if wall <= 0:
+            return None
+        ours = contender_cpu + (self.simulator - before.simulator) + (self.harness - before.harness)
+        return max(0.0, (self.busy - before.busy) - ours) / wall

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from extractor._pipeline import export
+from extractor._schema import EMPLOYMENT_DETAILS
 from extractor._sync import NoBaseSnapshotError, SyncOptions, sync
 from extractor.simulator import Simulator
 from tests.conftest import (
@@ -18,6 +20,7 @@ from tests.conftest import (
     sim_config,
     snapshot_frame,
 )
+from tests.simulator.helpers import Client
 
 EMPLOYEES = 600
 
@@ -178,3 +181,34 @@ async def test_full_every_runs_a_full_export_when_the_last_is_old(
     assert result.manifest["mode"] == "full"
     assert "--full-every" in result.manifest["sync"]["full_reason"]
     assert profile_requests(sim) == EMPLOYEES
+
+
+async def test_writes_and_employment_details_are_synced(sim: Simulator, tmp_path: Path) -> None:
+    config = export_config(sim.base_url, tmp_path, employment_details=True)
+    assert (await export(config)).exit_code == 0
+    async with aiohttp.ClientSession() as session:
+        client = Client(session, sim.base_url, sim.default_account)
+        ids = (await client.all_ids())[:6]
+        profile = "/personnel/v1/employees/{}"
+        for employee_id in ids[:3]:
+            reply = await client.call(
+                "PATCH", profile.format(employee_id), json={"jobTitle": "Data Engineer"}
+            )
+            assert reply.status == 200, reply.body
+        reply = await client.call(
+            "POST",
+            profile.format(ids[3]) + "/terminations",
+            json={"terminationDate": "2026-12-01", "terminationReasonCode": "RESIGN"},
+        )
+        assert reply.status in (200, 201), reply.body
+    sim.churn(hires=4, deletions=2)
+
+    result = await sync(config, options(verify_sample=20))
+
+    assert result.exit_code == 0, result.error
+    assert result.manifest["mode"] == "incremental"
+    assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(sim.truth()))
+    assert_same_rows(
+        snapshot_frame(tmp_path, result.snapshot_id, "employment_details"),
+        expected_frame(sim.truth_employment_details(), EMPLOYMENT_DETAILS),
+    )

@@ -26,9 +26,13 @@ class Contender:
     export_args: tuple[str, ...] = ()
     # A file that appears once the export is committed (the tenant may stop changing then).
     commit_marker: str | None = None
-    # A sequential contender's rate is plain long before it could finish: stop it sooner.
+    # A cap in seconds for a contender far slower than ukg-extract: its rate is plain long
+    # before it could finish, so it is stopped then and its finish is estimated (and labelled).
     patience: float | None = None
     quick_patience: float | None = None
+    # Whether its runs are repeated for a median (where repeats are made at all): only for the
+    # contenders whose speed is a close call against ukg-extract's.
+    repeated: bool = True
 
     def argv(self, base_url: str, out: Path, *, concurrency: int | None = None) -> list[str]:
         argv = [sys.executable, "-m", self.module, *self.export_args]
@@ -60,8 +64,9 @@ CONTENDERS: dict[str, Contender] = {
             "benchmarks.contenders.naive",
             requires=("requests",),
             output_glob="*.parquet",
-            patience=20.0,
+            patience=10.0,
             quick_patience=10.0,
+            repeated=False,
         ),
         Contender(
             "fixed-async",
@@ -76,6 +81,8 @@ CONTENDERS: dict[str, Contender] = {
             "benchmarks.contenders.dlt_rest",
             requires=("dlt",),
             output_glob="data/**/employees/*.parquet",
+            patience=30.0,
+            repeated=False,
         ),
         Contender(
             "ceiling",
