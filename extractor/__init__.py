@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         Timeouts,
         load_config,
     )
+    from ._diff import DiffResult, diff_snapshots
     from ._errors import (
         AuthError,
         BadResponseError,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
         TimeoutError_,
         TransientError,
     )
+    from ._history import HistoryResult, build_history
+    from ._orgcheck import OrgReport, check_org, org_summary, write_reporting_lines
     from ._pipeline import ExportResult, export
     from ._snapshot import SnapshotInfo, latest_snapshot, list_snapshots
     from ._sync import NoBaseSnapshotError, SyncOptions, sync
@@ -46,6 +49,14 @@ if TYPE_CHECKING:
 # Imported on first use: ``python -m extractor.simulator`` must not pay for pyarrow and
 # polars (about 40 MB and most of a second per simulator process).
 _LAZY = {
+    "DiffResult": "._diff",
+    "diff_snapshots": "._diff",
+    "HistoryResult": "._history",
+    "build_history": "._history",
+    "OrgReport": "._orgcheck",
+    "check_org": "._orgcheck",
+    "org_summary": "._orgcheck",
+    "write_reporting_lines": "._orgcheck",
     "ApiDialect": "._config",
     "AuthError": "._errors",
     "BadResponseError": "._errors",
@@ -93,12 +104,15 @@ __all__ = [
     "ConfigError",
     "ConnectionLostError",
     "Credentials",
+    "DiffResult",
     "ExportConfig",
     "ExportResult",
     "ExtractError",
     "ForbiddenError",
+    "HistoryResult",
     "NoBaseSnapshotError",
     "NotFoundError",
+    "OrgReport",
     "PermanentError",
     "RequestError",
     "RetryPolicy",
@@ -111,9 +125,14 @@ __all__ = [
     "Timeouts",
     "TransientError",
     "__version__",
+    "build_history",
+    "check_org",
+    "diff_snapshots",
     "export",
     "latest_snapshot",
     "list_snapshots",
     "load_config",
+    "org_summary",
     "sync",
+    "write_reporting_lines",
 ]

@@ -682,7 +682,13 @@ async def run_job(
             error=error,
         )
     stats.phase = "committing"
-    manifest_path = store.commit(staged, manifest, removed=run.removed, latest_pass=run.latest_pass)
+    manifest_path = store.commit(
+        staged,
+        manifest,
+        removed=run.removed,
+        latest_pass=run.latest_pass,
+        annotate=_org_graph,
+    )
     stats.phase = "done"
     final = store.read_manifest(staged.snapshot_id)
     return ExportResult(
@@ -693,6 +699,19 @@ async def run_job(
         manifest=final,
         failed=dict(run.failed),
     )
+
+
+def _org_graph(staging: Path) -> dict[str, Any]:
+    """The org-graph check counts of the staged employees table, for the manifest.
+
+    A check that cannot run is noted, never a reason to lose the snapshot."""
+    from ._orgcheck import org_summary  # polars: imported only when committing
+
+    try:
+        return {"org_graph": org_summary(staging / "employees")}
+    except Exception as exc:  # the data is committed either way
+        log.warning("org-graph checks failed: %s", exc)
+        return {"org_graph": {"error": f"{type(exc).__name__}: {exc}"}}
 
 
 def _describe(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -503,6 +503,7 @@ class SnapshotStore:
         removed: Collection[str] = frozenset(),
         latest_pass: Mapping[str, int] | None = None,
         now: datetime | None = None,
+        annotate: Callable[[Path], Mapping[str, Any]] | None = None,
     ) -> Path:
         """Publish a staged snapshot; return the manifest's path.
 
@@ -511,7 +512,9 @@ class SnapshotStore:
         are rewritten. Refuses (SnapshotError, nothing published) when a key occurs twice in a
         table or staging holds files the journal does not list. The store adds
         ``snapshot_id``, ``schema_version``, ``committed_at`` and ``tables`` to ``manifest``.
-        If ``staged.commit_pending``, finishes that commit; ``manifest`` is then ignored.
+        ``annotate(staging folder)``, called once the tables are final, returns more manifest
+        keys (e.g. checks of the data). If ``staged.commit_pending``, finishes that commit;
+        ``manifest`` is then ignored.
         """
         if staged.commit_pending:
             self._finish_commit(staged.snapshot_id)
@@ -541,6 +544,8 @@ class SnapshotStore:
         except OSError as exc:
             raise io_error(exc, staged.path, "cleaning") from exc
         given = dict(manifest)
+        if annotate is not None:
+            given.update(annotate(staged.path))
         given_tables = given.get("tables")
         if isinstance(given_tables, Mapping):
             tables = {t: {**dict(given_tables.get(t) or {}), **s} for t, s in tables.items()}

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from ._cli_analysis import add_parsers as add_analysis_parsers
 from ._config import ExportConfig, load_config
 from ._errors import ConfigError, ExtractError
 from ._logging import configure_logging
@@ -409,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", nargs="?", type=Path, help="output folder (default: ./output)")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.set_defaults(func=cmd_snapshots)
+
+    add_analysis_parsers(sub)  # diff, history, check
 
     p = sub.add_parser("simulate", help="run the built-in UKG Pro simulator on loopback")
     from .simulator import cli as sim_cli

@@ -246,3 +246,20 @@ async def test_deleted_after_listing_counts_as_vanished(tmp_path: Path) -> None:
     assert counts["failed"] == 0
     assert len(truth) == 540
     assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(truth))
+
+
+async def test_the_manifest_records_the_org_graph_checks(tmp_path: Path) -> None:
+    sim = await start()
+    try:
+        sim.churn(deletions=25)  # some of them managers: their reports now dangle
+        result = await export(export_config(sim.base_url, tmp_path))
+        truth = sim.truth()
+    finally:
+        await sim.stop()
+    assert result.exit_code == 0, result.error
+    graph = result.manifest["org_graph"]
+    dangling = [r for r in truth.values() if r["supervisorId"] and r["supervisorId"] not in truth]
+    assert graph["employees"] == len(truth)
+    assert graph["dangling_supervisor"] == len(dangling)
+    assert graph["with_supervisor"] == sum(1 for r in truth.values() if r["supervisorId"])
+    assert graph["max_depth"] >= 2
