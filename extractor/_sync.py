@@ -137,9 +137,13 @@ def _choose_job(
     """The job for this round, and why it is a full export ("" when incremental)."""
     staged = store.in_progress()  # also finishes an interrupted commit: a possible base
     snapshots = [s for s in list_snapshots(store.out) if s.complete]
-    if staged is not None and staged.run_state.get("fingerprint", {}).get("mode") == "full-sync":
+    fingerprint = staged.run_state.get("fingerprint", {}) if staged is not None else {}
+    if fingerprint.get("mode") == "full-sync":
         # a round that fell back to a full export was interrupted: finish it
-        return _FullSyncJob(str(staged.run_state["fingerprint"].get("reason", ""))), "resuming"
+        return _FullSyncJob(str(fingerprint.get("reason", ""))), "resuming"
+    if staged is not None and fingerprint == Job().fingerprint(config) and not config.fresh:
+        # an export was interrupted: finishing it is both cheaper and fresher than a sync
+        return Job(), f"finishing the unfinished export {staged.snapshot_id}"
     if options.base is not None:
         chosen = [s for s in snapshots if s.snapshot_id == options.base]
         if not chosen:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from extractor._config import RetryPolicy
 from extractor._pipeline import export
 from extractor._schema import EMPLOYMENT_DETAILS
 from extractor._sync import NoBaseSnapshotError, SyncOptions, sync
@@ -212,3 +213,38 @@ async def test_writes_and_employment_details_are_synced(sim: Simulator, tmp_path
         snapshot_frame(tmp_path, result.snapshot_id, "employment_details"),
         expected_frame(sim.truth_employment_details(), EMPLOYMENT_DETAILS),
     )
+
+
+async def test_sync_through_faults_is_still_exact(tmp_path: Path) -> None:
+    sim = await start()
+    try:
+        config = export_config(sim.base_url, tmp_path)
+        assert (await export(config)).exit_code == 0
+        sim.churn(hires=5, updates=30, deletions=5)
+        sim.set_knobs(error_rate=0.05, reset_rate=0.02, truncate_rate=0.02, token_lifetime=1.0)
+        result = await sync(config, options(verify_sample=50))
+        sim.set_knobs(error_rate=0.0, reset_rate=0.0, truncate_rate=0.0)
+        assert result.exit_code == 0, result.error
+        assert result.manifest["requests"]["retries"] > 0
+        assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(sim.truth()))
+    finally:
+        await sim.stop()
+
+
+async def test_sync_finishes_an_unfinished_export_first(tmp_path: Path) -> None:
+    sim = await start(error_rate=0.3, fault_endpoints=("employee",))
+    try:
+        config = export_config(sim.base_url, tmp_path, retry=RetryPolicy(max_attempts=1))
+        failed = await export(config)
+        assert failed.exit_code == 1
+        assert failed.failed
+        sim.set_knobs(error_rate=0.0)
+        sim.reset_stats()
+        result = await sync(config, options())
+        assert result.exit_code == 0, result.error
+        assert result.snapshot_id == failed.snapshot_id
+        assert result.manifest["mode"] == "full"
+        assert profile_requests(sim) == len(failed.failed)  # only what was missing
+        assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(sim.truth()))
+    finally:
+        await sim.stop()
