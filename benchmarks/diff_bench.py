@@ -1,6 +1,7 @@
 """How fast and how lean are ``diff``, ``history`` and ``check`` on large snapshots?
 
     .venv/bin/python -m benchmarks.diff_bench [--rows 1000000] [--keep DIR]
+    .venv/bin/python -m benchmarks.diff_bench --keep DIR --only org-summary,check
 
 Writes synthetic snapshots of ``--rows`` employees in the real layout (through
 ``SnapshotStore`` and the Parquet sink, so files, partitions and row groups are what an export
@@ -11,6 +12,15 @@ and its peak RSS (``VmHWM`` from ``/proc/self/status``: the kernel's high-water 
 process, interpreter and imports included; ``ru_maxrss`` is not used because Linux carries it
 across ``exec`` from the parent). Prints a markdown table. Not a test: nothing fails on a
 number.
+
+``org-summary at commit`` measures ``org_summary`` as an export runs it: the child first writes
+snapshot C through the Parquet sink into a staging folder (polars not imported yet, pyarrow's
+allocator warmed by the writing), then resets its peak (``/proc/self/clear_refs``) and reports
+how far the peak rose above its RSS at the call, including whatever the call imports.
+
+``--only`` measures some operations again on the snapshots a ``--keep DIR`` run left there
+(``diff``, ``history-rebuild``, ``check``, ``org-summary``, ``org-summary-at-commit``,
+``reporting-lines``).
 """
 
 from __future__ import annotations
@@ -26,14 +36,16 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from extractor._schema import EMPLOYEES
 from extractor._sink import PartitionedParquetWriter
 from extractor._snapshot import SnapshotStore
+
+if TYPE_CHECKING:  # imported where used: the at-commit child must start without polars
+    import polars as pl
 
 SNAPSHOTS = ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z")
 FANOUT = 8
@@ -43,6 +55,8 @@ FANOUT = 8
 
 
 def _ids(start: int, count: int) -> pl.Series:
+    import polars as pl
+
     # A bijection of 40-bit integers: unique, opaque-looking, not in listing order.
     mixed = (np.arange(start, start + count, dtype=np.int64) * 2654435761) % (1 << 40)
     return pl.Series("employee_id", mixed + (1 << 40)).cast(pl.String).str.slice(0, 13)
@@ -54,6 +68,8 @@ def _pick(rng: np.random.Generator, values: list[str], n: int) -> np.ndarray[Any
 
 def base_snapshot(n: int, seed: int = 7) -> pl.DataFrame:
     """``n`` employees in a tree of fan-out 8 (about 7 levels at a million), 5 companies."""
+    import polars as pl
+
     rng = np.random.default_rng(seed)
     index = np.arange(n, dtype=np.int64)
     supervisor = np.where(index > 0, (index - 1) // FANOUT, -1)
@@ -95,6 +111,8 @@ def base_snapshot(n: int, seed: int = 7) -> pl.DataFrame:
 
 def next_snapshot(previous: pl.DataFrame, *, first_new: int, seed: int) -> pl.DataFrame:
     """1% changed (five kinds, equal shares), 0.2% removed, 0.3% hired."""
+    import polars as pl
+
     n = previous.height
     rng = np.random.default_rng(seed)
     order = 1 + rng.permutation(n - 1)  # the top of the tree (row 0) keeps its place
@@ -141,19 +159,62 @@ def write_snapshot(out: Path, snapshot_id: str, frame: pl.DataFrame) -> None:
 # -- child processes --------------------------------------------------------------------------
 
 
-def _peak_rss_mb() -> float:
+def _status_mb(field: bytes) -> float:
     with open("/proc/self/status", "rb") as status:
         for line in status:
-            if line.startswith(b"VmHWM:"):
+            if line.startswith(field + b":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def _peak_rss_mb() -> float:
+    return _status_mb(b"VmHWM")
+
+
+def _org_summary_at_commit(out: Path, snapshot_id: str) -> dict[str, Any]:
+    """``org_summary`` as at the end of an export (see the module docstring)."""
+    import pyarrow.parquet as pq
+
+    staging = Path(tempfile.mkdtemp(prefix="_bench-staging-", dir=out))
+    try:
+        writer = PartitionedParquetWriter(
+            staging / "employees", EMPLOYEES, file_prefix="part-0", snapshot_id=snapshot_id
+        )
+        folder = out / "employees" / f"snapshot_id={snapshot_id}"
+        for path in sorted(folder.rglob("*.parquet")):
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=8192, columns=EMPLOYEES.schema.names):
+                writer.write(batch.cast(EMPLOYEES.schema))
+        writer.close()
+        assert "polars" not in sys.modules
+        before = _status_mb(b"VmRSS")
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+        from extractor._orgcheck import org_summary
+
+        counts = org_summary(staging / "employees")
+        return {
+            "employees": counts["employees"],
+            "rss_at_call_mb": round(before),
+            "peak_rise_mb": round(_peak_rss_mb() - before),
+        }
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def child(operation: str, out: Path, args: list[str]) -> None:
     """Run one operation and print ``{"seconds", "peak_rss_mb", "result"}`` as JSON."""
-    from extractor._diff import diff_snapshots, scan_snapshot
+    if operation == "org-summary-at-commit":
+        started = time.perf_counter()
+        result = _org_summary_at_commit(out, args[0])
+        seconds = time.perf_counter() - started
+        print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "result": result}))
+        return
+
+    from extractor._diff import diff_snapshots
     from extractor._history import build_history
     from extractor._orgcheck import check_org, org_summary, write_reporting_lines
+    from extractor._read import snapshot_files
 
     started = time.perf_counter()
     result: dict[str, Any] = {}
@@ -169,7 +230,7 @@ def child(operation: str, out: Path, args: list[str]) -> None:
         history = build_history(out, rebuild=operation == "history-rebuild")
         result = {"folded": len(history.folded), "versions": history.rows}
     elif operation == "check":
-        report = check_org(scan_snapshot(out, args[0]))
+        report = check_org(snapshot_files(out, args[0]))
         result = {k: report.counts[k] for k in ("employees", "dangling_supervisor", "max_depth")}
     elif operation == "org-summary":
         result = {
@@ -215,15 +276,43 @@ def measure(
 # -- the run ----------------------------------------------------------------------------------
 
 
+#: What ``--only`` can measure again on kept snapshots: name -> (row label, arguments).
+RERUNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "diff": ("diff A B", ()),
+    "history-rebuild": ("history: rebuild from A, B, C", ()),
+    "check": ("check C", (SNAPSHOTS[2],)),
+    "org-summary": ("org_summary(C folder)", (SNAPSHOTS[2],)),
+    "org-summary-at-commit": ("org_summary(C) at commit, after writing C", (SNAPSHOTS[2],)),
+    "reporting-lines": ("write_reporting_lines(C)", (SNAPSHOTS[2],)),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.diff_bench", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="employees per snapshot")
     parser.add_argument("--keep", type=Path, help="write the snapshots here and keep them")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help=f"with --keep DIR of an earlier run: measure only these ({', '.join(RERUNS)})",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.child:
         child(args.child, args.out, rest)
+        return 0
+    if args.only is not None:
+        unknown = [name for name in args.only if name not in RERUNS]
+        if args.keep is None or unknown or not (args.keep / "_snapshots").is_dir():
+            parser.error(
+                f"--only needs --keep DIR of an earlier run and names from {', '.join(RERUNS)}"
+            )
+        results = [("interpreter + imports only", measure("baseline", args.keep))]
+        for name in args.only:
+            label, extra = RERUNS[name]
+            results.append((label, measure(name, args.keep, *extra)))
+        _print_table(results, rows=None)
         return 0
 
     out = args.keep or Path(tempfile.mkdtemp(prefix="ukg-diff-bench-"))
@@ -258,26 +347,36 @@ def _run(out: Path, rows: int) -> int:
     write_snapshot(out, SNAPSHOTS[2], c)
     del b, c
     results.append(("history: fold in C (incremental)", measure("history", out)))
-    results.append(("history: rebuild from A, B, C", measure("history-rebuild", out)))
-    results.append(("check C", measure("check", out, SNAPSHOTS[2])))
-    results.append(("org_summary(C folder)", measure("org-summary", out, SNAPSHOTS[2])))
-    results.append(("write_reporting_lines(C)", measure("reporting-lines", out, SNAPSHOTS[2])))
+    for name in ("history-rebuild", "check", "org-summary", "org-summary-at-commit"):
+        label, extra = RERUNS[name]
+        results.append((label, measure(name, out, *extra)))
+    label, extra = RERUNS["reporting-lines"]
+    results.append((label, measure("reporting-lines", out, *extra)))
+    _print_table(results, rows=rows)
+    return 0
+
+
+def _print_table(results: list[tuple[str, dict[str, Any]]], rows: int | None) -> None:
+    import polars as pl
 
     print()
     print(
-        f"{rows:,} employees per snapshot; {os.cpu_count()} CPUs; Python "
-        f"{platform.python_version()}; polars {pl.__version__}"
+        f"{'' if rows is None else f'{rows:,} employees per snapshot; '}{os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()}; polars {pl.__version__}"
     )
     print()
-    print("| operation | time in call (s) | process wall (s) | peak RSS (MB) | result |")
-    print("|---|---:|---:|---:|---|")
+    baseline = results[0][1]["peak_rss_mb"]
+    print(
+        "| operation | time in call (s) | process wall (s) | peak RSS (MB) "
+        "| above baseline (MB) | result |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
     for name, r in results:
         detail = ", ".join(f"{k} {v:,}" for k, v in r["result"].items())
         print(
             f"| {name} | {r['seconds']:.2f} | {r['process_seconds']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {detail} |"
+            f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - baseline:+.0f} | {detail} |"
         )
-    return 0
 
 
 if __name__ == "__main__":

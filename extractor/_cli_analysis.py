@@ -252,18 +252,18 @@ _COUNT_LABELS = {
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ._diff import resolve_snapshot, scan_snapshot
     from ._orgcheck import check_org, write_reporting_lines
+    from ._read import resolve_snapshot, snapshot_files
 
     out: Path = args.out or DEFAULT_OUT
     try:
         info = resolve_snapshot(out, args.snapshot)
     except ConfigError as exc:
         return _usage_error(exc)
-    frame = scan_snapshot(out, info.snapshot_id)
-    report = check_org(frame, sample=max(args.limit, 0))
+    files = snapshot_files(out, info.snapshot_id)
+    report = check_org(files, sample=max(args.limit, 0))
     lines_path = (
-        write_reporting_lines(out, info.snapshot_id, frame) if args.reporting_lines else None
+        write_reporting_lines(out, info.snapshot_id, files) if args.reporting_lines else None
     )
     code = EXIT_DIFFERENT if args.strict and report.problems else EXIT_OK
     if args.json:

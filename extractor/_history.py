@@ -53,8 +53,8 @@ from typing import Any
 
 import polars as pl
 
-from ._diff import BOOKKEEPING_COLUMNS, KEY, collect_by_file, scan_snapshot, scan_snapshot_files
 from ._errors import ConfigError, SnapshotError
+from ._read import BOOKKEEPING_COLUMNS, KEY, collect_by_file, scan_snapshot, scan_snapshot_files
 from ._sink import fsync_dir, io_error
 from ._snapshot import SNAPSHOT_ID_FORMAT, SnapshotInfo, list_snapshots
 

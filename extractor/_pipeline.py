@@ -705,7 +705,7 @@ def _org_graph(staging: Path) -> dict[str, Any]:
     """The org-graph check counts of the staged employees table, for the manifest.
 
     A check that cannot run is noted, never a reason to lose the snapshot."""
-    from ._orgcheck import org_summary  # polars: imported only when committing
+    from ._orgcheck import org_summary  # numpy and pyarrow only: lean at commit time
 
     try:
         return {"org_graph": org_summary(staging / "employees")}

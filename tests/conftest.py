@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import pyarrow as pa
 
 from extractor._config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from extractor._schema import EMPLOYEES, TableSpec, records_to_batch
+from extractor._sink import PartitionedParquetWriter
+from extractor._snapshot import SnapshotStore
 from extractor.simulator import SimulatorConfig
 
 CLIENT_ID = "test-client"
@@ -84,3 +88,38 @@ def assert_same_rows(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
             continue
         bad = diff.filter(pl.col(column).ne_missing(pl.col(f"{column}_expected")))
         assert bad.height == 0, f"{column} differs for {bad['employee_id'].head(5).to_list()}"
+
+
+# -- committed snapshots for the analysis tests (diff, history, check) ------------------------
+
+
+def write_snapshot(
+    out: Path,
+    sid: str,
+    rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
+    *,
+    spec: TableSpec = EMPLOYEES,
+    complete: bool = True,
+    schema_version: int | None = None,
+    committed_at: datetime | None = None,
+) -> None:
+    """Commit a snapshot of ``rows`` (snake_case columns; missing ones null) into ``out``."""
+    if isinstance(rows, pl.DataFrame):
+        table = rows.select(spec.schema.names).to_arrow().cast(spec.schema)
+    else:
+        table = pa.Table.from_pylist([dict(r) for r in rows], schema=spec.schema)
+    store = SnapshotStore(out, tables={spec.name: spec})
+    staged = store.begin(sid, {})
+    writer = PartitionedParquetWriter(
+        staged.table_dir(spec.name), spec, file_prefix="p0", snapshot_id=sid
+    )
+    for batch in table.to_batches(max_chunksize=50_000):
+        writer.write(batch)
+    staged.record_finished(spec.name, writer.close(), 0)
+    moment = committed_at or datetime.strptime(sid, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    manifest = {"mode": "full", "complete": complete, "started_at": sid}
+    path = store.commit(staged, manifest, now=moment)
+    if schema_version is not None:  # the store always writes the current version
+        data = json.loads(path.read_text())
+        data["schema_version"] = schema_version
+        path.write_text(json.dumps(data))

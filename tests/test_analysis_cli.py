@@ -22,9 +22,9 @@ from extractor._cli_analysis import add_parsers
 from extractor._pipeline import export
 from extractor._schema import EMPLOYEES
 from extractor.simulator import Simulator
-from tests.conftest import expected_frame, export_config, sim_config
+from tests.conftest import expected_frame, export_config, sim_config, write_snapshot
 from tests.simulator.helpers import Client
-from tests.test_diff import employee, snapshot_id, write_snapshot
+from tests.test_diff import employee, snapshot_id
 
 
 def run(*argv: str) -> int:

@@ -2,64 +2,30 @@
 
 Snapshots are written through the real commit path (``SnapshotStore.begin`` -> the Parquet
 sink -> journal -> ``commit``), so the diff reads exactly the layout an export leaves.
-``write_snapshot`` is shared with the history, org-check and CLI tests.
+``write_snapshot`` (in ``conftest``) is shared with the history, org-check and CLI tests.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 import pytest
 
-from extractor._diff import KINDS, UnknownSnapshotError, diff_snapshots
+from extractor._diff import KINDS, diff_snapshots
 from extractor._errors import ConfigError
+from extractor._read import UnknownSnapshotError
 from extractor._schema import EMPLOYEES, TableSpec
-from extractor._sink import PartitionedParquetWriter
-from extractor._snapshot import SnapshotStore
+from tests.conftest import write_snapshot
 
 # -- helpers shared by the analysis tests -----------------------------------------------------
 
 
 def snapshot_id(day: int) -> str:
     return f"202601{day:02d}T000000Z"
-
-
-def write_snapshot(
-    out: Path,
-    sid: str,
-    rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
-    *,
-    spec: TableSpec = EMPLOYEES,
-    complete: bool = True,
-    schema_version: int | None = None,
-    committed_at: datetime | None = None,
-) -> None:
-    """Commit a snapshot of ``rows`` (snake_case columns; missing ones null) into ``out``."""
-    if isinstance(rows, pl.DataFrame):
-        table = rows.select(spec.schema.names).to_arrow().cast(spec.schema)
-    else:
-        table = pa.Table.from_pylist([dict(r) for r in rows], schema=spec.schema)
-    store = SnapshotStore(out, tables={spec.name: spec})
-    staged = store.begin(sid, {})
-    writer = PartitionedParquetWriter(
-        staged.table_dir(spec.name), spec, file_prefix="p0", snapshot_id=sid
-    )
-    for batch in table.to_batches(max_chunksize=50_000):
-        writer.write(batch)
-    staged.record_finished(spec.name, writer.close(), 0)
-    moment = committed_at or datetime.strptime(sid, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    manifest = {"mode": "full", "complete": complete, "started_at": sid}
-    path = store.commit(staged, manifest, now=moment)
-    if schema_version is not None:  # the store always writes the current version
-        data = json.loads(path.read_text())
-        data["schema_version"] = schema_version
-        path.write_text(json.dumps(data))
 
 
 def employee(employee_id: str, **fields: Any) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from extractor._history import (
     scan_history,
 )
 from extractor._schema import EMPLOYEES
-from tests.test_diff import OLD_SPEC, employee, snapshot_id, write_snapshot
+from tests.conftest import write_snapshot
+from tests.test_diff import OLD_SPEC, employee, snapshot_id
 
 S1, S2, S3, S4 = (snapshot_id(d) for d in (1, 2, 3, 4))
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
+from extractor import _orgcheck, _read
+from extractor._diff import is_terminated
 from extractor._errors import SnapshotError
-from extractor._orgcheck import check_org, org_summary, write_reporting_lines
-from tests.test_diff import employee, snapshot_id, write_snapshot
+from extractor._orgcheck import DEFAULT_SAMPLE, check_org, org_summary, write_reporting_lines
+from tests.conftest import write_snapshot
+from tests.test_diff import employee, snapshot_id
 
 
 def frame(rows: list[tuple[str, str | None, str, str]]) -> pl.DataFrame:
@@ -216,6 +224,210 @@ def test_a_long_chain() -> None:
     assert org_summary(data)["max_depth"] == n
 
 
+# -- the lean path against a join on the strings -----------------------------------------------
+
+STATUSES = ["Active"] * 6 + ["Leave", "Terminated", " t ", "TERMINATED\u00a0", "\u001ct", None]
+
+
+def messy(n: int, seed: int) -> pl.DataFrame:
+    """A generated graph (cycles, dangling ids) with null companies and odd statuses."""
+    rng = random.Random(seed)
+    return generated(n, seed).with_columns(
+        company_code=pl.Series([rng.choice(["C1", "C1", "C2", None]) for _ in range(n)]),
+        employment_status=pl.Series([rng.choice(STATUSES) for _ in range(n)]),
+    )
+
+
+def join_reference(data: pl.DataFrame, sample: int) -> tuple[dict[str, int], dict[str, Any]]:
+    """The counts and examples that need no walking of chains, by a plain polars join."""
+    managers = data.select(
+        pl.col("employee_id").alias("supervisor_id"),
+        pl.col("company_code").alias("supervisor_company"),
+        pl.col("employment_status").alias("supervisor_status"),
+        pl.lit(True).alias("found"),
+    )
+    rows = data.join(managers, on="supervisor_id", how="left", maintain_order="left")
+    found = pl.col("found").fill_null(False)
+    has_supervisor = pl.col("supervisor_id").is_not_null()
+    problems = {
+        "dangling": has_supervisor & ~found,
+        "reporting_to_terminated": found
+        & ~is_terminated("employment_status")
+        & is_terminated("supervisor_status"),
+        "cross_company": found & pl.col("company_code").ne_missing(pl.col("supervisor_company")),
+    }
+    counts = rows.select(
+        employees=pl.len(),
+        with_supervisor=has_supervisor.sum(),
+        top_level=(~has_supervisor).sum(),
+        dangling_supervisor=problems["dangling"].sum(),
+        self_supervised=(pl.col("employee_id") == pl.col("supervisor_id")).sum(),
+        active_reporting_to_terminated=problems["reporting_to_terminated"].sum(),
+        cross_company=problems["cross_company"].sum(),
+    ).row(0, named=True)
+    shown = {
+        "dangling": ["employee_id", "supervisor_id"],
+        "reporting_to_terminated": [
+            "employee_id",
+            "employment_status",
+            "supervisor_id",
+            "supervisor_status",
+        ],
+        "cross_company": ["employee_id", "company_code", "supervisor_id", "supervisor_company"],
+    }
+    examples = {
+        name: rows.filter(problems[name]).sort("employee_id").head(sample).select(columns).rows()
+        for name, columns in shown.items()
+    }
+    return counts, examples
+
+
+def assert_matches_references(report: Any, data: pl.DataFrame, sample: int) -> None:
+    counts, examples = join_reference(data, sample)
+    walked = reference(data)
+    assert {k: report.counts[k] for k in counts} == counts
+    for key in ("on_cycle", "cycles", "under_cycle", "max_depth"):
+        assert report.counts[key] == walked[key], key
+    assert report.depth_histogram == walked["histogram"]
+    assert report.dangling.rows() == examples["dangling"]
+    assert report.reporting_to_terminated.rows() == examples["reporting_to_terminated"]
+    assert report.cross_company.rows() == examples["cross_company"]
+
+
+def write_parts(folder: Path, data: pl.DataFrame, parts: int = 3) -> list[Path]:
+    """``data`` as ``parts`` Parquet files of small row groups; the last without company_code."""
+    files = []
+    size = -(-data.height // parts)
+    for i in range(parts):
+        part = data.slice(i * size, size)
+        if i == parts - 1:
+            part = part.drop("company_code")
+        path = folder / f"company_code=X{i}" / "part.parquet"
+        path.parent.mkdir(parents=True)
+        pq.write_table(part.to_arrow(), path, row_group_size=250)
+        files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_lean_path_matches_a_join_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    # Batches far smaller than the files and their row groups: every boundary is crossed.
+    monkeypatch.setattr(_read, "BATCH_ROWS", 97)
+    data = messy(3000, seed)
+    files = write_parts(tmp_path / "employees", data)
+    as_read = data.with_columns(  # the last file has no company_code: null there
+        company_code=pl.when(pl.int_range(pl.len()) < 2000).then("company_code")
+    )
+    for source in (tmp_path / "employees", files, as_read, as_read.lazy()):
+        report = check_org(source, sample=7)
+        assert_matches_references(report, as_read, 7)
+        assert org_summary(source) == report.counts
+    assert report.counts["dangling_supervisor"] == 15
+    assert report.counts["cross_company"] > 0
+    assert report.counts["active_reporting_to_terminated"] > 0
+
+
+def test_null_and_empty_ids_are_kept_apart() -> None:
+    data = frame(
+        [
+            (None, None, "C1", "Active"),
+            ("", "b", "C1", "Active"),
+            ("a", "", "C1", "Active"),  # reports to "", never to the null id
+            ("b", None, "C2", "Terminated"),
+            ("c", "a", None, "Active"),
+            ("d", "ghost", "C1", "Active"),
+        ]
+    )
+    report = check_org(data)
+    counts, examples = join_reference(data, DEFAULT_SAMPLE)
+    assert {k: report.counts[k] for k in counts} == counts
+    assert report.dangling.rows() == examples["dangling"] == [("d", "ghost")]
+    assert report.reporting_to_terminated.rows() == examples["reporting_to_terminated"]
+    assert report.cross_company.rows() == examples["cross_company"]
+    assert report.depth_histogram == {1: 3, 2: 1, 3: 1, 4: 1}  # c -> a -> "" -> b
+    without_empty = data.filter(pl.col("employee_id").ne_missing(""))
+    assert org_summary(without_empty)["dangling_supervisor"] == 2  # "" and "ghost"
+
+
+def test_first_hash_collisions_fall_back_to_the_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    hash_text = _read.hash_text
+
+    def colliding(values: Any) -> tuple[Any, Any]:
+        first, second = hash_text(values)
+        return first % 64, second  # employee ids share first hashes all the time
+
+    data = messy(2000, 7)
+    expected = check_org(data, sample=5)
+    monkeypatch.setattr(_orgcheck, "hash_text", colliding)
+    report = check_org(data, sample=5)
+    assert report.counts == expected.counts
+    assert report.depth_histogram == expected.depth_histogram
+    assert report.cycles == expected.cycles
+    assert report.dangling.equals(expected.dangling)
+    with pytest.raises(SnapshotError, match="not unique"):
+        org_summary(pl.concat([data, data.head(1)]))
+
+
+def test_second_hash_rejects_a_false_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    hash_text = _read.hash_text
+
+    def ghost_collides(values: Any) -> tuple[Any, Any]:
+        # "GHOST-x" gets the first hash of "x": only the second hash tells them apart
+        stripped = pa.array(values.to_pylist()).cast(pa.string())
+        stripped = pc.replace_substring_regex(stripped, "^GHOST-", "")
+        return hash_text(stripped)[0], hash_text(values)[1]
+
+    data = frame(
+        [
+            ("a", None, "C1", "Active"),
+            ("b", "a", "C1", "Active"),
+            ("c", "GHOST-a", "C1", "Active"),
+            ("d", "GHOST-b", "C1", "Active"),
+        ]
+    )
+    monkeypatch.setattr(_orgcheck, "hash_text", ghost_collides)
+    counts = org_summary(data)
+    assert counts["dangling_supervisor"] == 2
+    assert counts["max_depth"] == 2
+
+
+def test_text_hashes_depend_on_the_text_only() -> None:
+    texts = ["", "a", "ab", "abcdefgh", "abcdefgh\x00", "abcdefghi", "é", "E000123", None]
+    h1, h2 = _read.hash_text(pa.array(texts, pa.string()))
+    assert len(set(h1.tolist())) == len(texts)
+    assert len(set(h2.tolist())) == len(texts)
+    for variant in (
+        pa.array(texts, pa.large_string()),
+        pa.array(texts, pa.string_view()),
+        pa.array(["x", *texts], pa.string()).slice(1),
+    ):
+        v1, v2 = _read.hash_text(variant)
+        assert v1.tolist() == h1.tolist()
+        assert v2.tolist() == h2.tolist()
+
+
+def test_terminated_text_agrees_with_the_diff() -> None:
+    values = [
+        "Terminated",
+        "terminated",
+        "T",
+        "t",
+        " T\t",
+        "\u00a0Terminated\u3000",
+        "\u001cT",  # not white space to polars (Python's str.strip would remove it)
+        "\u2028t\u2029",
+        "TERM\u0130NATED",
+        "Term",
+        "Active",
+        "",
+        None,
+    ]
+    expected = pl.select(is_terminated(pl.lit(pl.Series(values, dtype=pl.String)))).to_series()
+    assert [_orgcheck._is_terminated_text(v) for v in values] == expected.to_list()
+
+
 # -- snapshots on disk ------------------------------------------------------------------------
 
 
@@ -238,6 +450,28 @@ def test_summary_of_a_committed_snapshot_folder(tmp_path: Path) -> None:
     assert empty["employees"] == 0
     with pytest.raises(SnapshotError, match="neither"):
         org_summary(tmp_path / "nowhere")
+
+
+def test_org_summary_leaves_polars_unloaded(tmp_path: Path) -> None:
+    # An export runs it at commit and has no other use for polars (about 30 MB of RSS).
+    write_snapshot(tmp_path, snapshot_id(1), [employee("A"), employee("B", supervisor_id="A")])
+    folder = tmp_path / "employees" / f"snapshot_id={snapshot_id(1)}"
+    code = (
+        "import sys\n"
+        "from extractor._orgcheck import org_summary\n"
+        "counts = org_summary(sys.argv[1])\n"
+        "assert 'polars' not in sys.modules, 'polars was imported'\n"
+        "print(counts['max_depth'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
 
 
 def test_reporting_lines_table(tmp_path: Path) -> None:
