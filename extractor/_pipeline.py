@@ -43,7 +43,7 @@ from ._errors import (
     RequestError,
     TransientError,
 )
-from ._http import ApiClient, make_session
+from ._http import ApiClient, make_session, open_pool
 from ._idset import SeenIds
 from ._pager import list_employee_ids
 from ._rate import DEFAULT_RATE_SETTINGS, Outcome, RateController, RateSettings
@@ -209,9 +209,7 @@ class _Run:
         try:
             profile = None
             if need_profile:
-                profile = await client.get_json(
-                    client.employee_path(employee_id), what=f"employee {employee_id}"
-                )
+                profile = await client.get_profile(employee_id)
                 if not isinstance(profile, dict) or profile.get("employeeId") != employee_id:
                     self._fail(employee_id, "profile body is not this employee's record")
                     return
@@ -589,7 +587,10 @@ async def run_job(
     run = _Run(config, stats, controller, staged, started_at, segment, done)
     error: str | None = None
     wall_start = time.monotonic()
-    async with make_session(config.timeouts, limit=pool_size) as session:
+    async with (
+        make_session(config.timeouts, limit=pool_size) as session,
+        open_pool(config.base_url, config.timeouts, limit=pool_size) as pool,
+    ):
         tokens = TokenProvider(
             session=session,
             token_url=config.base_url + config.dialect.token_path,
@@ -602,7 +603,7 @@ async def run_job(
             stats=stats.requests,
         )
         run.client = ApiClient(
-            session=session,
+            pool=pool,
             base_url=config.base_url,
             credentials=config.credentials,
             dialect=config.dialect,

@@ -4,8 +4,10 @@
 each batch by the partition column into per-partition buffers and writes a buffer as one row
 group once it holds ``row_group_rows`` rows, so row groups stay large however small the
 incoming batches are. When the rows buffered across all partitions exceed
-``max_buffered_rows`` the largest buffer is written early: memory is bounded whatever the
-tenant's size (at the cost of smaller row groups when there are many partitions).
+``max_buffered_rows``, or their Arrow buffers ``max_buffered_bytes``, the largest buffer is
+written early: memory is bounded whatever the tenant's size (at the cost of smaller row groups
+when there are many partitions). The ``snapshot_id`` column is added as a row group is written,
+not buffered.
 
 A file is written as ``.<name>.inprogress`` and renamed to ``<name>`` only after its footer is
 written and it is fsynced, so a file under a final name is always complete. A file is rolled
@@ -39,6 +41,7 @@ from ._errors import SnapshotError
 from ._schema import SNAPSHOT_COLUMN, Rejected, TableSpec, convert_records
 
 __all__ = [
+    "DEFAULT_BUFFERED_BYTES",
     "DEFAULT_FILE_BYTES",
     "DEFAULT_ROW_GROUP_ROWS",
     "HIVE_DEFAULT_PARTITION",
@@ -52,6 +55,9 @@ __all__ = [
 
 DEFAULT_ROW_GROUP_ROWS = 65_536
 DEFAULT_BUFFERED_ROWS = 131_072
+#: About 100,000 employee rows (~240 bytes each in Arrow): with one or two partitions the
+#: row groups are full 64k-row ones; with many, smaller ones are written early.
+DEFAULT_BUFFERED_BYTES = 24 * 1024 * 1024
 DEFAULT_FILE_BYTES = 128 * 1024 * 1024
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 INPROGRESS_SUFFIX = ".inprogress"
@@ -176,6 +182,7 @@ class _OpenFile:
 class _Buffer:
     batches: list[pa.RecordBatch] = field(default_factory=list)
     rows: int = 0
+    bytes: int = 0
 
 
 class PartitionedParquetWriter:
@@ -195,12 +202,16 @@ class PartitionedParquetWriter:
         file_prefix: str,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         max_buffered_rows: int = DEFAULT_BUFFERED_ROWS,
+        max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
         max_file_bytes: int = DEFAULT_FILE_BYTES,
         compression: str = "zstd",
         snapshot_id: str | None = None,
     ) -> None:
-        if row_group_rows < 1 or max_buffered_rows < 1 or max_file_bytes < 1:
-            raise ValueError("row_group_rows, max_buffered_rows and max_file_bytes must be >= 1")
+        if min(row_group_rows, max_buffered_rows, max_buffered_bytes, max_file_bytes) < 1:
+            raise ValueError(
+                "row_group_rows, max_buffered_rows, max_buffered_bytes and max_file_bytes "
+                "must be >= 1"
+            )
         if not file_prefix or "/" in file_prefix or file_prefix.startswith("."):
             raise ValueError(f"file_prefix {file_prefix!r} is not a plain file name")
         self.directory = Path(directory)
@@ -208,6 +219,7 @@ class PartitionedParquetWriter:
         self.file_prefix = file_prefix
         self.row_group_rows = row_group_rows
         self.max_buffered_rows = max_buffered_rows
+        self.max_buffered_bytes = max_buffered_bytes
         self.max_file_bytes = max_file_bytes
         self._options = {**_WRITER_OPTIONS, "compression": compression}
         self._file_schema = spec.file_schema
@@ -216,6 +228,7 @@ class PartitionedParquetWriter:
         self._snapshot_value = pa.scalar(self.snapshot_id, pa.string())
         self._buffers: dict[str | None, _Buffer] = {}
         self._buffered_rows = 0
+        self._buffered_bytes = 0
         self._open: dict[str | None, _OpenFile] = {}
         self._next_seq: dict[str | None, int] = {}
         self._finished: list[FinishedFile] = []
@@ -229,6 +242,11 @@ class PartitionedParquetWriter:
         """Rows held in memory, not yet handed to Parquet."""
         return self._buffered_rows
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of the Arrow buffers of :attr:`buffered_rows`."""
+        return self._buffered_bytes
+
     def write(self, batch: pa.RecordBatch) -> None:
         """Buffer a batch of ``spec.schema``; write row groups that are full."""
         self._check_usable()
@@ -238,11 +256,17 @@ class PartitionedParquetWriter:
             return
         for partition, part in self._split(batch):
             buf = self._buffers.setdefault(partition, _Buffer())
+            size = part.nbytes
             buf.batches.append(part)
             buf.rows += part.num_rows
+            buf.bytes += size
             self._buffered_rows += part.num_rows
+            self._buffered_bytes += size
             self._guarded(self._drain_full, partition)
-        while self._buffered_rows > self.max_buffered_rows:
+        while (
+            self._buffered_rows > self.max_buffered_rows
+            or self._buffered_bytes > self.max_buffered_bytes
+        ):
             largest = max(self._buffers, key=lambda p: self._buffers[p].rows)
             self._guarded(self._flush, largest)
 
@@ -258,6 +282,8 @@ class PartitionedParquetWriter:
         for partition in list(self._open):
             self._guarded(self._finish_file, partition)
         finished, self._finished = self._finished, []
+        # The buffers just written are garbage: let the pool hand their memory back now.
+        pa.default_memory_pool().release_unused()
         return finished
 
     def close(self) -> list[FinishedFile]:
@@ -271,6 +297,7 @@ class PartitionedParquetWriter:
         self._closed = True
         self._buffers.clear()
         self._buffered_rows = 0
+        self._buffered_bytes = 0
         for open_file in self._open.values():
             with contextlib.suppress(Exception):
                 _close_writer(open_file.writer)
@@ -305,35 +332,36 @@ class PartitionedParquetWriter:
                 part = batch.filter(pc.is_null(column))
             else:
                 part = batch.filter(pc.equal(column, value))
-            partition = None if value == "" else value
-            snapshot = pa.repeat(self._snapshot_value, part.num_rows)
-            yield (
-                partition,
-                pa.RecordBatch.from_arrays([*part.columns, snapshot], schema=self._file_schema),
-            )
+            yield None if value == "" else value, part
 
     def _drain_full(self, partition: str | None) -> None:
         buf = self._buffers[partition]
         if buf.rows < self.row_group_rows:
             return
-        table = pa.Table.from_batches(buf.batches, schema=self._file_schema)
+        table = pa.Table.from_batches(buf.batches, schema=self.spec.schema)
         offset = 0
         while buf.rows - offset >= self.row_group_rows:
             self._write_row_group(partition, table.slice(offset, self.row_group_rows))
             offset += self.row_group_rows
         rest = table.slice(offset)
-        self._buffered_rows -= offset
         buf.batches = rest.combine_chunks().to_batches() if rest.num_rows else []
+        kept = sum(b.nbytes for b in buf.batches)
+        self._buffered_rows -= offset
+        self._buffered_bytes -= buf.bytes - kept
         buf.rows = rest.num_rows
+        buf.bytes = kept
 
     def _flush(self, partition: str | None) -> None:
         buf = self._buffers.pop(partition, None)
         if buf is None or buf.rows == 0:
             return
         self._buffered_rows -= buf.rows
-        self._write_row_group(partition, pa.Table.from_batches(buf.batches, self._file_schema))
+        self._buffered_bytes -= buf.bytes
+        self._write_row_group(partition, pa.Table.from_batches(buf.batches, self.spec.schema))
 
     def _write_row_group(self, partition: str | None, table: pa.Table) -> None:
+        snapshot = pa.repeat(self._snapshot_value, table.num_rows)
+        table = pa.Table.from_arrays([*table.columns, snapshot], schema=self._file_schema)
         open_file = self._open.get(partition) or self._open_file(partition)
         with _io_guard(open_file.final):
             open_file.writer.write_table(table, row_group_size=max(1, table.num_rows))
@@ -429,6 +457,7 @@ class AsyncTableWriter:
         max_pending_batches: int = 4,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         max_buffered_rows: int = DEFAULT_BUFFERED_ROWS,
+        max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
         max_file_bytes: int = DEFAULT_FILE_BYTES,
         compression: str = "zstd",
         snapshot_id: str | None = None,
@@ -442,6 +471,7 @@ class AsyncTableWriter:
             file_prefix=file_prefix,
             row_group_rows=row_group_rows,
             max_buffered_rows=max_buffered_rows,
+            max_buffered_bytes=max_buffered_bytes,
             max_file_bytes=max_file_bytes,
             compression=compression,
             snapshot_id=snapshot_id,

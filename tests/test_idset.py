@@ -1,6 +1,11 @@
 import random
+from collections import Counter
 
-from extractor._idset import SeenIds
+import pyarrow as pa
+import pytest
+
+from extractor import _idset
+from extractor._idset import SeenIds, repeated_values
 
 
 def test_new_ids_in_order_once() -> None:
@@ -24,3 +29,21 @@ def test_matches_a_plain_set_over_many_pages() -> None:
                 expected.append(employee_id)
         assert seen.add_new(page) == expected
     assert len(seen) == len(reference)
+
+
+def test_repeated_values_across_arrays_and_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_idset, "_SLICE", 7)  # every array is read in several slices
+    first = pa.array([f"E{n}" for n in range(40)] + [None, "E3"])
+    second = pa.array(["E39", None, "X", "E3", "Y"])
+    assert repeated_values([first, second]) == ["E3", "E39"]
+    assert repeated_values([pa.array([f"E{n}" for n in range(100)]), pa.array(["X", None])]) == []
+    assert repeated_values([pa.array([], pa.string()), pa.array([None, None], pa.string())]) == []
+
+
+def test_repeated_values_matches_counting() -> None:
+    rng = random.Random(5)
+    values = [f"ID{rng.randrange(30_000):06d}" for _ in range(20_000)]
+    chunks = [pa.array(values[i : i + 3_000]) for i in range(0, len(values), 3_000)]
+    expected = sorted(v for v, n in Counter(values).items() if n > 1)
+    assert expected
+    assert repeated_values(chunks) == expected

@@ -179,6 +179,42 @@ def test_buffering_is_bounded_across_many_partitions(tmp_path: Path) -> None:
     assert writer.buffered_rows == 0
 
 
+def test_buffering_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    limit = 200_000
+    writer = PartitionedParquetWriter(
+        tmp_path,
+        EMPLOYEES,
+        file_prefix="part",
+        row_group_rows=100_000,
+        max_buffered_bytes=limit,
+    )
+    per_batch = batch_of(0, 400, ["A", "B"]).nbytes
+    for start in range(0, 8_000, 400):
+        writer.write(batch_of(start, 400, ["A", "B"]))
+        assert 0 < writer.buffered_bytes <= limit
+        assert writer.buffered_bytes >= writer.buffered_rows * per_batch // 400 // 2
+    files = writer.close()
+    assert sum(f.rows for f in files) == 8_000
+    assert (writer.buffered_rows, writer.buffered_bytes) == (0, 0)
+    # written early, but still in row groups of many batches each
+    metadata = pq.ParquetFile(tmp_path / files[0].path).metadata
+    assert metadata.num_row_groups > 1
+    assert metadata.row_group(0).num_rows > 400
+
+
+def test_snapshot_column_is_in_every_file_but_not_buffered(tmp_path: Path) -> None:
+    writer = PartitionedParquetWriter(
+        tmp_path / "_staging" / "20240101T000000Z" / "employees", EMPLOYEES, file_prefix="p"
+    )
+    batch = batch_of(0, 300, ["A"])
+    writer.write(batch)
+    assert writer.buffered_bytes == batch.nbytes
+    (file,) = writer.close()
+    table = pq.read_table(tmp_path / "_staging" / "20240101T000000Z" / "employees" / file.path)
+    assert table.schema.equals(EMPLOYEES.file_schema)
+    assert set(table.column("snapshot_id").to_pylist()) == {"20240101T000000Z"}
+
+
 def test_in_progress_files_are_never_visible_under_final_names(tmp_path: Path) -> None:
     writer = PartitionedParquetWriter(tmp_path, EMPLOYEES, file_prefix="part", row_group_rows=100)
     writer.write(batch_of(0, 1000, ["A"]))  # ten row groups already on disk
