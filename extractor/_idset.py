@@ -27,8 +27,9 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["SeenIds", "repeated_values"]
+__all__ = ["SeenIds", "missing_from", "repeated_values"]
 
 _Hashes = npt.NDArray[np.int64]
 #: Strings turned into Python objects at a time (a slice's str objects are the only
@@ -71,6 +72,55 @@ def repeated_values(arrays: Sequence[pa.Array]) -> list[str]:
     for values in _strings(arrays):
         counts.update(v for v in values if v is not None and hash(v) in suspects)
     return sorted(v for v, n in counts.items() if n > 1)
+
+
+def _hash_all(array: pa.Array) -> _Hashes:
+    hashes = np.empty(len(array), dtype=np.int64)
+    filled = 0
+    for values in _strings([array]):
+        hashes[filled : filled + len(values)] = np.fromiter(
+            map(hash, values), dtype=np.int64, count=len(values)
+        )
+        filled += len(values)
+    return hashes
+
+
+def missing_from(values: pa.Array, reference: pa.Array) -> pa.Array:
+    """The strings of ``values`` that are not in ``reference`` (exact; no nulls expected).
+
+    Costs 16 bytes a reference value (sorted hashes and their positions) instead of a hash
+    table over the strings (``pc.is_in``: tens of MB per million ids). A hash match is
+    confirmed by comparing the two strings, and a hash that several reference values share
+    is checked against those strings themselves, so a collision never hides a value.
+    """
+    if len(values) == 0 or len(reference) == 0:
+        return values
+    ref = _hash_all(reference)
+    order = np.argsort(ref, kind="stable")
+    ref = ref[order]
+    shared = np.unique(ref[1:][ref[1:] == ref[:-1]])
+    shared_strings: set[str] = set()
+    if len(shared):
+        for offset in range(0, len(reference), _SLICE):
+            chunk = reference.slice(offset, _SLICE).to_pylist()
+            shared_strings.update(v for v in chunk if np.isin(hash(v), shared))
+    keep = np.ones(len(values), dtype=np.bool_)
+    last = len(ref) - 1
+    for offset in range(0, len(values), _SLICE):
+        chunk = values.slice(offset, _SLICE)
+        hashes = _hash_all(chunk)
+        at = np.minimum(np.searchsorted(ref, hashes), last)
+        hit = np.flatnonzero(ref[at] == hashes)
+        if len(hit):
+            mine = chunk.take(pa.array(hit))
+            theirs = reference.take(pa.array(order[at[hit]]))
+            same = np.asarray(pc.equal(mine, theirs).fill_null(False), dtype=np.bool_)
+            if len(shared):
+                ambiguous = np.flatnonzero(~same & np.isin(hashes[hit], shared))
+                for i in ambiguous:
+                    same[i] = mine[int(i)].as_py() in shared_strings
+            keep[offset + hit[same]] = False
+    return values.filter(pa.array(keep))
 
 
 class SeenIds:

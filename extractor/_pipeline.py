@@ -44,7 +44,7 @@ from ._errors import (
     TransientError,
 )
 from ._http import ApiClient, make_session, open_pool
-from ._idset import SeenIds
+from ._idset import SeenIds, missing_from
 from ._pager import list_employee_ids
 from ._rate import DEFAULT_RATE_SETTINGS, Outcome, RateController, RateSettings
 from ._schema import EMPLOYEES, EMPLOYMENT_DETAILS, SCHEMA_VERSION, TableSpec
@@ -293,8 +293,10 @@ class _Run:
         await self.queue.join()
         # Pass 0 is done: from here on, ids are compared as Arrow arrays, and every
         # id a catch-up pass enqueues is fetched in full.
+        # The listed chunks hold each id once (SeenIds) and never a done id: no unique()
+        # (a hash table over every id string: the run's memory peak at 1M employees).
         chunks = [*self.listed_chunks, pa.array(list(done_profiles), pa.string())]
-        self.known = pc.unique(pa.chunked_array(chunks, pa.string()).combine_chunks())
+        self.known = pa.chunked_array(chunks, pa.string()).combine_chunks()
         self.seen = SeenIds()
         self.listed_chunks = []
         self.done = {"employees": set(), "employment_details": set()}
@@ -303,10 +305,18 @@ class _Run:
     # -- catch-up passes -------------------------------------------------------
 
     async def relist(self) -> pa.Array:
+        """Every id the tenant lists now, each once (a shifted page may repeat ids)."""
         pages: list[pa.Array] = []
+        repeats: list[str] = []
+        seen = SeenIds()
 
         async def on_page(ids: list[str]) -> None:
-            pages.append(pa.array(ids, pa.string()))
+            fresh = seen.add_new(ids)
+            if len(fresh) < len(ids):
+                taken = set(fresh)
+                repeats.extend(i for i in ids if i not in taken)
+            if fresh:
+                pages.append(pa.array(fresh, pa.string()))
 
         await list_employee_ids(
             self.client,
@@ -315,7 +325,13 @@ class _Run:
             page_size=self.config.page_size,
             concurrency=LISTING_CONCURRENCY,
         )
-        return pc.unique(pa.chunked_array(pages, pa.string()).combine_chunks())
+        listing = pa.chunked_array(pages, pa.string()).combine_chunks()
+        if repeats:  # a repeat may be a different id that merely shares a hash: keep it
+            unique = pc.unique(pa.array(repeats, pa.string()))
+            lost = missing_from(unique, listing)
+            if len(lost):
+                listing = pa.concat_arrays([listing, lost])
+        return listing
 
     async def read_changes(self, since: datetime | None = None) -> list[dict[str, Any]]:
         """New change records since ``since`` (default: the run's start, less the allowed
@@ -385,8 +401,8 @@ class _Run:
         await self.record_changes(changes)
         report.change_records = len(changes)
         known = self.known
-        new_ids = set(listing.filter(pc.invert(pc.is_in(listing, value_set=known))).to_pylist())
-        gone = set(known.filter(pc.invert(pc.is_in(known, value_set=listing))).to_pylist())
+        new_ids = set(missing_from(listing, known).to_pylist())
+        gone = set(missing_from(known, listing).to_pylist())
         removed_now = gone - self.removed
         changed_candidates = {r["employeeId"] for r in changes}
         retry_candidates = set(self.failed)

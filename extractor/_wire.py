@@ -1,11 +1,13 @@
 """A lean HTTP/1.1 client for the API's GETs: keep-alive connections over asyncio Protocols.
 
-Why not aiohttp here: an export is one GET per employee, and on a 2-core machine aiohttp's
-request path (request and response objects, header merging, stream readers, a timer per
-read) cost about 250 µs of CPU per profile, more than everything else ukg-extract does per
-profile together. This client sends pre-encoded request bytes (the header block is built
-once per token) and parses only what the caller needs: the status line, ``Content-Length``
-or chunked framing, ``Connection``, ``Content-Encoding`` and ``Retry-After``. It knows
+Why not aiohttp here: an export is one GET per employee, and aiohttp's request path
+(request and response objects, header merging, stream readers, a timer per read) was most
+of ukg-extract's CPU. Measured on the project's 2-core machine, 100,000 profiles at 5 ms:
+0.20 ms of CPU per profile for the whole export with aiohttp, 0.095 ms with this client
+(a bare aiohttp loop that parses nothing: about 0.17). This client sends pre-encoded
+request bytes (the header block is built once per token) and parses only what the caller
+needs: the status line, ``Content-Length`` or chunked framing, ``Connection``,
+``Content-Encoding`` and ``Retry-After``. It knows
 nothing of the API, of JSON or of rate control; :mod:`extractor._http` classifies what it
 returns, and the token endpoint (a rare form POST) still goes through aiohttp.
 

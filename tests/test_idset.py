@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from extractor import _idset
-from extractor._idset import SeenIds, repeated_values
+from extractor._idset import SeenIds, missing_from, repeated_values
 
 
 def test_new_ids_in_order_once() -> None:
@@ -47,3 +47,23 @@ def test_repeated_values_matches_counting() -> None:
     expected = sorted(v for v, n in Counter(values).items() if n > 1)
     assert expected
     assert repeated_values(chunks) == expected
+
+
+def test_missing_from_is_exact() -> None:
+    values = pa.array([f"id{i}" for i in range(5000)])
+    reference = pa.array([f"id{i}" for i in range(100, 7000, 2)])
+    expected = sorted(set(values.to_pylist()) - set(reference.to_pylist()))
+    assert sorted(missing_from(values, reference).to_pylist()) == expected
+    assert missing_from(values, pa.array([], pa.string())).to_pylist() == values.to_pylist()
+    assert missing_from(pa.array([], pa.string()), reference).to_pylist() == []
+
+
+def test_missing_from_never_mistakes_a_shared_hash_for_a_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every string hashes to one of three values: nearly every lookup is a collision
+    monkeypatch.setattr(_idset, "hash", lambda value: len(value) % 3, raising=False)
+    values = pa.array([f"v{i}" for i in range(300)])
+    reference = pa.array([f"v{i}" for i in range(0, 300, 3)] + ["w1", "w22", "w333"])
+    expected = sorted(set(values.to_pylist()) - set(reference.to_pylist()))
+    assert sorted(missing_from(values, reference).to_pylist()) == expected
