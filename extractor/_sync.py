@@ -30,6 +30,7 @@ feed is unavailable, or when the sampled miss rate exceeds ``max_miss_rate``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -48,8 +49,10 @@ import pyarrow.parquet as pq
 
 from ._config import ExportConfig
 from ._errors import ConfigError, SnapshotError
+from ._idset import missing_from
 from ._pipeline import ExportResult, Job, _fingerprint, _iso, _Run, _utcnow, run_job
 from ._rate import RateController
+from ._read import parquet_files, read_batches
 from ._schema import EMPLOYEE_CHANGES, SCHEMA_VERSION, TableSpec
 from ._sink import FinishedFile, PartitionedParquetWriter
 from ._snapshot import SnapshotInfo, SnapshotStore, _dumps, _write_atomically, list_snapshots
@@ -277,13 +280,12 @@ class SyncJob(Job):
         stats.phase = "listing"
         listing = await run.relist()
         base_ids = _read_keys(self.base_dir(store, "employees"), "employee_id")
-        in_base = pc.is_in(listing, value_set=base_ids)
-        new = listing.filter(pc.invert(in_base))
-        removed = base_ids.filter(pc.invert(pc.is_in(base_ids, value_set=listing)))
+        # set differences on sorted hashes (_idset): no hash table over every id string
+        new = missing_from(listing, base_ids)
+        removed = missing_from(base_ids, listing)
         reported = pa.array(sorted({str(r["employeeId"]) for r in records}), pa.string())
-        changed = reported.filter(
-            pc.and_(pc.is_in(reported, value_set=listing), pc.is_in(reported, value_set=base_ids))
-        )
+        not_listed = missing_from(reported, listing)
+        changed = missing_from(reported, pa.concat_arrays([new, not_listed]))
         run.known = listing
         run.removed |= set(removed.to_pylist())
         stats.listed = stats.total_reported = len(listing)
@@ -301,8 +303,8 @@ class SyncJob(Job):
             self.sample = dict(state["sample"])
             self.stale = {k: list(v) for k, v in self.sample.pop("stale", {}).items()}
         elif self.options.verify_sample and not self.escalated:
-            unchanged = listing.filter(in_base)
-            unchanged = unchanged.filter(pc.invert(pc.is_in(unchanged, value_set=changed)))
+            refetched = pa.chunked_array([new, changed], pa.string()).combine_chunks()
+            unchanged = missing_from(listing, refetched)
             ids = _pick(unchanged, self.options.verify_sample, self.options.sample_seed)
             stats.phase = "verifying a sample"
             await run.enqueue(sorted(set(ids) - run.done["employees"]))
@@ -408,18 +410,9 @@ class SyncJob(Job):
 # -- carrying rows forward --------------------------------------------------------------------
 
 
-def _parquet_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*.parquet") if p.is_file())
-
-
 def _read_keys(directory: Path, key: str) -> pa.Array:
     """One column of every file of a committed table, as one array."""
-    files = _parquet_files(directory)
-    if not files:
-        return pa.array([], pa.string())
-    chunks: list[pa.Array] = []
-    for path in files:
-        chunks.extend(pq.read_table(path, columns=[key]).column(key).chunks)
+    chunks = [batch.column(key) for batch in read_batches(parquet_files(directory), [key])]
     return pa.chunked_array(chunks, pa.string()).combine_chunks()
 
 
@@ -435,7 +428,7 @@ def _carry_table(
     writer = PartitionedParquetWriter(target, spec, file_prefix="carry", snapshot_id=snapshot_id)
     rows = 0
     try:
-        for path in _parquet_files(source):
+        for path in parquet_files(source):
             with pq.ParquetFile(path) as parquet:
                 for batch in parquet.iter_batches(
                     batch_size=CARRY_BATCH_ROWS, columns=spec.schema.names
@@ -475,7 +468,7 @@ def _compare_sample(
         str(staging / e.table / e.path) for e in journal if e.table == "employees" and e.pass_no
     ]
     fresh = _rows_of(fresh_files, wanted)
-    base = _rows_of([str(p) for p in _parquet_files(base_dir)], wanted)
+    base = _rows_of([str(p) for p in parquet_files(base_dir)], wanted)
     columns = [c for c in fresh.column_names if c != "snapshot_id" and c in base.column_names]
     fresh_by_id = {row["employee_id"]: row for row in fresh.select(columns).to_pylist()}
     stale: dict[str, list[str]] = {}
@@ -504,8 +497,6 @@ def _state_path(store: SnapshotStore) -> Path:
 
 
 def _load_state(store: SnapshotStore) -> dict[str, Any]:
-    import json
-
     path = _state_path(store)
     try:
         data = json.loads(path.read_bytes())
