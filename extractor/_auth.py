@@ -12,8 +12,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
 
 from ._backoff import parse_retry_after, retrying
@@ -28,6 +28,7 @@ from ._errors import (
     TransientError,
 )
 from ._stats import RequestStats
+from ._wire import BodyTruncated, ConnectFailed, ConnectionPool, WireError
 
 __all__ = ["TokenProvider"]
 
@@ -39,7 +40,8 @@ class TokenProvider:
     """Caches the current token and refreshes it single-flight.
 
     Args:
-        session: the run's aiohttp session.
+        pool: the run's connections (:func:`extractor._http.open_pool`), to the token
+            endpoint's origin.
         token_url: full URL of the token endpoint.
         credentials: client id and secret (the API key is not sent here).
         acquire, release: the rate controller's pair, so token calls share the
@@ -50,7 +52,7 @@ class TokenProvider:
     def __init__(
         self,
         *,
-        session: aiohttp.ClientSession,
+        pool: ConnectionPool,
         token_url: str,
         credentials: Credentials,
         retry: RetryPolicy,
@@ -59,8 +61,11 @@ class TokenProvider:
         clock: Callable[[], float] = time.monotonic,
         stats: RequestStats | None = None,
     ) -> None:
-        self._session = session
+        self._pool = pool
         self._url = token_url
+        parts = urlsplit(token_url)
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = pool.header_block({"Accept": "application/json"})
         self._credentials = credentials
         self._retry = retry
         self._acquire = acquire
@@ -109,11 +114,13 @@ class TokenProvider:
         return await asyncio.shield(self._inflight)
 
     async def _fetch(self) -> str:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self._credentials.client_id,
-            "client_secret": self._credentials.client_secret,
-        }
+        form = urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": self._credentials.client_id,
+                "client_secret": self._credentials.client_secret,
+            }
+        ).encode("ascii")
         permit = await self._acquire() if self._acquire else None
         ok = False
         try:
@@ -121,19 +128,20 @@ class TokenProvider:
                 self._stats.requests += 1
                 self._stats.by_kind["token"] += 1
             try:
-                async with self._session.post(
-                    self._url, data=form, headers={"Accept": "application/json"}
-                ) as resp:
-                    status = resp.status
-                    body = await resp.read()
-                    retry_after = resp.headers.get("Retry-After")
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+                status, body, retry_after = await self._pool.post_form(
+                    self._target, self._headers, form
+                )
+            except TimeoutError:
                 raise TimeoutError_("token endpoint: timed out") from None
-            except aiohttp.ClientConnectionError as exc:
+            except ConnectFailed as exc:
                 raise ConnectionLostError(
-                    f"token endpoint {self._url}: cannot connect ({type(exc).__name__}); "
+                    f"token endpoint {self._url}: cannot connect ({exc}); "
                     "check the base URL and that the host is reachable"
                 ) from None
+            except BodyTruncated:
+                raise ConnectionLostError("token endpoint: response body cut short") from None
+            except WireError as exc:
+                raise ConnectionLostError(f"token endpoint: connection failed ({exc})") from None
             ok = status not in (429, 503)
             if self._stats is not None:
                 self._stats.by_status[str(status)] += 1

@@ -3,8 +3,8 @@ retried, every call paced by the rate controller.
 
 The API's GETs (profiles, id pages, the change feed) go over :mod:`extractor._wire`, a
 lean keep-alive HTTP/1.1 client: aiohttp's request path cost more CPU per profile than the
-rest of the pipeline together. The run's one aiohttp session (:func:`make_session`) serves
-the token endpoint. The client knows nothing about Parquet; it returns parsed JSON or
+rest of the pipeline together. The same connections serve the token endpoint's POST
+(:mod:`extractor._auth`). The client knows nothing about Parquet; it returns parsed JSON or
 raises an :mod:`extractor._errors` exception.
 """
 
@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import aiohttp
 import orjson
 
 from . import __version__
@@ -40,7 +39,7 @@ from ._rate import Outcome, RateController
 from ._stats import RequestStats
 from ._wire import BodyTruncated, ConnectionPool, WireError
 
-__all__ = ["ApiClient", "classify", "make_session", "open_pool"]
+__all__ = ["ApiClient", "classify", "open_pool"]
 
 
 def open_pool(base_url: str, timeouts: Timeouts, *, limit: int) -> ConnectionPool:
@@ -55,23 +54,6 @@ def open_pool(base_url: str, timeouts: Timeouts, *, limit: int) -> ConnectionPoo
         connect_timeout=timeouts.connect,
         read_timeout=timeouts.read,
         user_agent=f"ukg-extract/{__version__}",
-    )
-
-
-def make_session(timeouts: Timeouts, *, limit: int) -> aiohttp.ClientSession:
-    """The run's one aiohttp session (the token endpoint): keep-alive pool sized to ``limit``."""
-    connector = aiohttp.TCPConnector(
-        limit=limit, limit_per_host=limit, ttl_dns_cache=300, enable_cleanup_closed=True
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=timeouts.connect, sock_connect=timeouts.connect, sock_read=timeouts.read
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        json_serialize=lambda o: orjson.dumps(o).decode(),
-        raise_for_status=False,
-        auto_decompress=True,
     )
 
 

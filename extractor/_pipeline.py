@@ -43,7 +43,7 @@ from ._errors import (
     RequestError,
     TransientError,
 )
-from ._http import ApiClient, make_session, open_pool
+from ._http import ApiClient, open_pool
 from ._idset import SeenIds, missing_from
 from ._pager import list_employee_ids
 from ._rate import DEFAULT_RATE_SETTINGS, Outcome, RateController, RateSettings
@@ -60,8 +60,14 @@ log = logging.getLogger("extractor")
 QUEUE_SIZE = 4096
 #: Records handed to a table writer at once.
 WRITE_BATCH = 1000
-#: Page fetches in flight while listing.
+#: Page fetches in flight while listing in pass 0, where pages queue behind profiles anyway.
 LISTING_CONCURRENCY = 8
+#: Page fetches in flight when a catch-up pass lists again. Nothing else is running then,
+#: so the listing is the run's critical path: at 8 a 20,000-employee relist took 13 round
+#: trips (0.36 s at 20 ms); the rate controller still paces every page.
+RELIST_CONCURRENCY = 64
+#: The fewest connections a run opens when the file-descriptor limit is low.
+MIN_POOL = 16
 #: Failed ids listed in the manifest (the count is always exact).
 MAX_FAILED_IN_MANIFEST = 1000
 #: Clock skew allowed between us and the tenant when reading the change feed.
@@ -323,7 +329,7 @@ class _Run:
             self.config.dialect,
             on_page,
             page_size=self.config.page_size,
-            concurrency=LISTING_CONCURRENCY,
+            concurrency=RELIST_CONCURRENCY,
         )
         listing = pa.chunked_array(pages, pa.string()).combine_chunks()
         if repeats:  # a repeat may be a different id that merely shares a hash: keep it
@@ -480,12 +486,26 @@ def rate_settings_for(config: ExportConfig) -> RateSettings:
     if config.max_rate is not None:
         changes["max_rate"] = config.max_rate
         changes["initial_rate"] = min(DEFAULT_RATE_SETTINGS.initial_rate, config.max_rate)
-    if config.max_concurrency is not None:
-        changes["max_concurrency"] = config.max_concurrency
-        changes["initial_concurrency"] = min(
-            DEFAULT_RATE_SETTINGS.initial_concurrency, config.max_concurrency
-        )
+    ceiling = config.max_concurrency
+    if ceiling is None:
+        # One socket per request in flight: leave half the process's file descriptors to
+        # Parquet files, logs and the rest (a soft limit of 1024 is common).
+        fd_budget = _open_files_limit() // 2
+        if fd_budget < DEFAULT_RATE_SETTINGS.max_concurrency:
+            ceiling = max(MIN_POOL, fd_budget)
+    if ceiling is not None:
+        changes["max_concurrency"] = ceiling
+        changes["initial_concurrency"] = min(DEFAULT_RATE_SETTINGS.initial_concurrency, ceiling)
     return replace(DEFAULT_RATE_SETTINGS, **changes)
+
+
+def _open_files_limit() -> int:
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 1 << 20
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 class Job:
@@ -603,12 +623,9 @@ async def run_job(
     run = _Run(config, stats, controller, staged, started_at, segment, done)
     error: str | None = None
     wall_start = time.monotonic()
-    async with (
-        make_session(config.timeouts, limit=pool_size) as session,
-        open_pool(config.base_url, config.timeouts, limit=pool_size) as pool,
-    ):
+    async with open_pool(config.base_url, config.timeouts, limit=pool_size) as pool:
         tokens = TokenProvider(
-            session=session,
+            pool=pool,
             token_url=config.base_url + config.dialect.token_path,
             credentials=config.credentials,
             retry=config.retry,

@@ -383,10 +383,16 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def cmd_simulate(argv: Sequence[str]) -> int:
+    # Built here, not in build_parser: the simulator (aiohttp's server) is not imported by
+    # the commands that talk to a tenant.
     from .simulator import cli as sim_cli
 
-    return sim_cli.run(args)
+    parser = argparse.ArgumentParser(
+        prog="ukg-extract simulate", description="Run the built-in UKG Pro simulator on loopback."
+    )
+    sim_cli.add_arguments(parser)
+    return sim_cli.run(parser.parse_args(argv))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -418,11 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_analysis_parsers(sub)  # diff, history, check
 
-    p = sub.add_parser("simulate", help="run the built-in UKG Pro simulator on loopback")
-    from .simulator import cli as sim_cli
-
-    sim_cli.add_arguments(p)
-    p.set_defaults(func=cmd_simulate)
+    # Listed for --help only: main() hands `simulate ...` to cmd_simulate before parsing.
+    sub.add_parser("simulate", help="run the built-in UKG Pro simulator on loopback")
 
     p = sub.add_parser("demo", help="simulator + export in one go (what `make run` does)")
     p.add_argument("--out", type=Path, default=Path("output"), help="output folder")
@@ -434,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        return cmd_simulate(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

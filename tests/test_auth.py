@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from extractor._auth import TokenProvider
 from extractor._config import Credentials, RetryPolicy, Timeouts
 from extractor._errors import AuthError
-from extractor._http import make_session
+from extractor._http import open_pool
+from extractor._wire import ConnectionPool
 from extractor.simulator import Simulator, SimulatorConfig
 from tests.conftest import API_KEY, CLIENT_ID, CLIENT_SECRET, CREDENTIALS
 
@@ -22,10 +22,10 @@ def _config(**knobs: float) -> SimulatorConfig:
 
 
 def provider(
-    session: aiohttp.ClientSession, sim: Simulator, credentials: Credentials = CREDENTIALS
+    pool: ConnectionPool, sim: Simulator, credentials: Credentials = CREDENTIALS
 ) -> TokenProvider:
     return TokenProvider(
-        session=session,
+        pool=pool,
         token_url=sim.base_url + "/authentication/v1/token",
         credentials=credentials,
         retry=RetryPolicy(),
@@ -39,9 +39,9 @@ def token_requests(sim: Simulator) -> int:
 async def test_one_refresh_however_many_workers_wait() -> None:
     async with (
         Simulator(_config(latency_ms=20), env={}) as sim,
-        make_session(Timeouts(), limit=8) as session,
+        open_pool(sim.base_url, Timeouts(), limit=8) as pool,
     ):
-        tokens = provider(session, sim)
+        tokens = provider(pool, sim)
         first = await asyncio.gather(*(tokens.get() for _ in range(50)))
         assert len(set(first)) == 1
         assert token_requests(sim) == 1
@@ -59,9 +59,9 @@ async def test_one_refresh_however_many_workers_wait() -> None:
 async def test_refreshes_ahead_of_expiry() -> None:
     async with (
         Simulator(_config(token_lifetime=0.5), env={}) as sim,
-        make_session(Timeouts(), limit=8) as session,
+        open_pool(sim.base_url, Timeouts(), limit=8) as pool,
     ):
-        tokens = provider(session, sim)
+        tokens = provider(pool, sim)
         first = await tokens.get()
         await asyncio.sleep(0.5)  # past lifetime minus the 10% margin
         assert await tokens.get() != first
@@ -70,8 +70,11 @@ async def test_refreshes_ahead_of_expiry() -> None:
 
 async def test_bad_secret_is_an_auth_error_without_the_secret() -> None:
     wrong = Credentials(client_id=CLIENT_ID, client_secret="wrong-secret-77", api_key=API_KEY)
-    async with Simulator(_config(), env={}) as sim, make_session(Timeouts(), limit=8) as session:
-        tokens = provider(session, sim, wrong)
+    async with (
+        Simulator(_config(), env={}) as sim,
+        open_pool(sim.base_url, Timeouts(), limit=8) as pool,
+    ):
+        tokens = provider(pool, sim, wrong)
         with pytest.raises(AuthError) as info:
             await tokens.get()
     assert "UKG_CLIENT_SECRET" in str(info.value)

@@ -103,3 +103,21 @@ def test_invalid_values() -> None:
         load_config({"base_url": "https://h", "max_rate": -1.0}, ENV)
     with pytest.raises(ConfigError, match="max-concurrency"):
         load_config({"base_url": "https://h", "max_concurrency": 0}, ENV)
+
+
+def test_pool_stays_within_half_the_open_files_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from extractor import _pipeline
+    from extractor._rate import DEFAULT_RATE_SETTINGS
+
+    creds = Credentials(client_id="id", client_secret="secret", api_key="key")
+    config = ExportConfig(base_url="https://h", credentials=creds)
+    monkeypatch.setattr(_pipeline, "_open_files_limit", lambda: 1 << 20)
+    assert _pipeline.rate_settings_for(config) == DEFAULT_RATE_SETTINGS
+    monkeypatch.setattr(_pipeline, "_open_files_limit", lambda: 256)
+    assert _pipeline.rate_settings_for(config).max_concurrency == 128
+    monkeypatch.setattr(_pipeline, "_open_files_limit", lambda: 20)
+    assert _pipeline.rate_settings_for(config).max_concurrency == _pipeline.MIN_POOL
+    # an explicit ceiling is the admin's call
+    explicit = ExportConfig(base_url="https://h", credentials=creds, max_concurrency=300)
+    assert _pipeline.rate_settings_for(explicit).max_concurrency == 300
+    assert _pipeline._open_files_limit() > 0

@@ -70,6 +70,7 @@ class Server:
     def __init__(self, actions: list[Action]) -> None:
         self.actions = list(actions)
         self.requests: list[bytes] = []
+        self.bodies: list[bytes] = []
         self.connections = 0
         self.open_now = 0
         self.peak_open = 0
@@ -87,6 +88,12 @@ class Server:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 self.requests.append(head)
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                self.bodies.append(await reader.readexactly(length))
                 action = self.actions.pop(0) if self.actions else ok()
                 if isinstance(action, bytes):
                     writer.write(action)
@@ -142,6 +149,21 @@ async def test_keep_alive_reuses_one_connection_and_sends_every_header() -> None
     port = server.url.rsplit(":", 1)[1]
     for line in (f"Host: 127.0.0.1:{port}", "Authorization: Bearer tok", "US-API-Key: key"):
         assert f"\r\n{line}\r\n" in request
+
+
+async def test_form_post_then_get_on_the_same_connection() -> None:
+    async with serve(ok(b"token"), ok(b"profile")) as server, pool_for(server) as pool:
+        block = pool.header_block({"Accept": "application/json"})
+        posted = await pool.post_form("/auth/token", block, b"grant_type=x&client_id=y")
+        got = await pool.get("/p/1", block)
+    assert (posted.status, posted.body, got.body) == (200, b"token", b"profile")
+    assert server.connections == 1
+    head = server.requests[0].decode()
+    assert head.startswith("POST /auth/token HTTP/1.1\r\n")
+    assert "\r\nContent-Type: application/x-www-form-urlencoded\r\n" in head
+    assert "\r\nContent-Length: 24\r\n" in head
+    assert "\r\nAccept: application/json\r\n" in head
+    assert server.bodies == [b"grant_type=x&client_id=y", b""]
 
 
 async def test_chunked_body_split_anywhere() -> None:
