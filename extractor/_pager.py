@@ -1,10 +1,11 @@
 """Listing employee ids: offset pages of the maximum size, fetched concurrently.
 
 Page 1 tells the total; the remaining pages are then fetched at once (bounded by
-``concurrency``; the rate controller paces them like any call). Offset pages
-shift while the tenant hires or deletes, so one pass can miss or repeat an id:
-the caller deduplicates, and the pipeline's catch-up pass lists again before
-commit to find what a shifting page hid.
+``concurrency``; the rate controller paces them like any call). A catch-up pass, which
+knows about how many ids there are, sends page 1 with the others instead of before them.
+Offset pages shift while the tenant hires or deletes, so one pass can miss or repeat an
+id: the caller deduplicates, and the pipeline's catch-up pass lists again before commit
+to find what a shifting page hid.
 """
 
 from __future__ import annotations
@@ -52,56 +53,67 @@ async def list_employee_ids(
     page_size: int = 200,
     concurrency: int = 8,
     on_total: Callable[[int], None] | None = None,
+    expected_total: int | None = None,
 ) -> ListingResult:
     """List every employee id, handing each page's ids to ``on_page`` as it arrives.
 
-    Pages after the first are fetched ``concurrency`` at a time and delivered in
-    completion order. After the pages that ``total`` announced, the next pages
-    are read until one comes back empty, in case the tenant grew meanwhile.
+    Without ``expected_total``, page 1 comes first (it tells the total) and the pages it
+    announces follow ``concurrency`` at a time, delivered in completion order. With it (a
+    catch-up pass knows how many ids the last listing found), page 1 and every page the
+    expected total needs, plus one, go at once: no round trip waits on page 1. Either way
+    the pages a larger ``total`` announces are fetched too, and then the next pages until
+    one comes back empty, in case the tenant grew meanwhile.
     """
     path = dialect.employee_ids_path
+    limiter = anyio.Semaphore(concurrency)
+    count = 0
+    pages = 0
+    total: int | None = None
+    empty: set[int] = set()
 
-    async def fetch(page: int) -> tuple[list[str], int | None]:
+    async def fetch(page: int) -> list[str]:
+        nonlocal count, pages, total
         params = {dialect.page_param: str(page), dialect.per_page_param: str(page_size)}
         body = await client.get_json(path, params, what=f"employee-ids page {page}")
-        return _parse_page(body, page)
+        ids, page_total = _parse_page(body, page)
+        pages += 1
+        if page == 1:
+            total = page_total if page_total is not None else len(ids)
+            if on_total is not None:
+                on_total(total)
+        if not ids:
+            empty.add(page)
+            return ids
+        count += len(ids)
+        await on_page(ids)  # may wait on the work queue: backpressure on listing
+        return ids
 
-    first, total = await fetch(1)
-    if total is None:
-        total = len(first)
-    if on_total is not None:
-        on_total(total)
-    await on_page(first)
-    count = len(first)
-    pages = 1
-    last_page = max(1, math.ceil(total / page_size))
+    async def fetch_all(first: int, last: int) -> None:
+        async def one(page: int) -> None:
+            try:
+                await fetch(page)
+            finally:
+                limiter.release()
 
-    next_page = 2
-    limiter = anyio.Semaphore(concurrency)
-
-    async def fetch_and_deliver(page: int) -> None:
-        nonlocal count, pages
-        try:
-            ids, _ = await fetch(page)
-            pages += 1
-            count += len(ids)
-            await on_page(ids)  # may wait on the work queue: backpressure on listing
-        finally:
-            limiter.release()
-
-    if len(first) > 0:
         async with anyio.create_task_group() as tg:
-            for page in range(next_page, last_page + 1):
+            for page in range(first, last + 1):
                 await limiter.acquire()  # released by the task: at most `concurrency` live
-                tg.start_soon(fetch_and_deliver, page)
-        next_page = last_page + 1
-        # The tenant may have grown while we listed: read on until a page is empty.
-        while True:
-            ids, _ = await fetch(next_page)
-            pages += 1
-            if not ids:
-                break
-            count += len(ids)
-            await on_page(ids)
-            next_page += 1
-    return ListingResult(total_reported=total, pages=pages, ids=count)
+                tg.start_soon(one, page)
+
+    if expected_total is None:
+        fetched = 1
+        await fetch(1)
+    else:
+        fetched = max(1, math.ceil(expected_total / page_size)) + 1
+        await fetch_all(1, fetched)
+    if 1 in empty:
+        return ListingResult(total_reported=total or 0, pages=pages, ids=count)
+    announced = max(1, math.ceil((total or 0) / page_size))
+    if announced > fetched:
+        await fetch_all(fetched + 1, announced)
+        fetched = announced
+    # The tenant may have grown while we listed: read on until a page is empty.
+    while not any(page > announced for page in empty):
+        fetched += 1
+        await fetch(fetched)
+    return ListingResult(total_reported=total or 0, pages=pages, ids=count)

@@ -310,8 +310,11 @@ class _Run:
 
     # -- catch-up passes -------------------------------------------------------
 
-    async def relist(self) -> pa.Array:
-        """Every id the tenant lists now, each once (a shifted page may repeat ids)."""
+    async def relist(self, expected: int | None = None) -> pa.Array:
+        """Every id the tenant lists now, each once (a shifted page may repeat ids).
+
+        ``expected`` (default: the ids known so far) sizes the first wave of pages.
+        """
         pages: list[pa.Array] = []
         repeats: list[str] = []
         seen = SeenIds()
@@ -330,6 +333,7 @@ class _Run:
             on_page,
             page_size=self.config.page_size,
             concurrency=RELIST_CONCURRENCY,
+            expected_total=expected if expected is not None else len(self.known),
         )
         listing = pa.chunked_array(pages, pa.string()).combine_chunks()
         if repeats:  # a repeat may be a different id that merely shares a hash: keep it

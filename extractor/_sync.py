@@ -278,8 +278,8 @@ class SyncJob(Job):
             self.escalated = f"the change feed is unavailable ({run.feed_note})"
         await run.record_changes(records)
         stats.phase = "listing"
-        listing = await run.relist()
         base_ids = _read_keys(self.base_dir(store, "employees"), "employee_id")
+        listing = await run.relist(expected=len(base_ids))
         # set differences on sorted hashes (_idset): no hash table over every id string
         new = missing_from(listing, base_ids)
         removed = missing_from(base_ids, listing)
