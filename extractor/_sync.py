@@ -55,7 +55,8 @@ from ._rate import RateController
 from ._read import parquet_files, read_batches
 from ._schema import EMPLOYEE_CHANGES, SCHEMA_VERSION, TableSpec
 from ._sink import FinishedFile, PartitionedParquetWriter
-from ._snapshot import SnapshotInfo, SnapshotStore, _dumps, _write_atomically, list_snapshots
+from ._snapshot import SnapshotInfo, SnapshotStore, list_snapshots
+from ._staging import _dumps, _write_atomically
 from ._stats import RunStats
 
 __all__ = ["SyncOptions", "sync"]

@@ -22,10 +22,10 @@ from extractor._schema import EMPLOYEES, EMPLOYMENT_DETAILS, records_to_batch
 from extractor._sink import FinishedFile, PartitionedParquetWriter
 from extractor._snapshot import (
     SnapshotStore,
-    StagedSnapshot,
     latest_snapshot,
     list_snapshots,
 )
+from extractor._staging import StagedSnapshot
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 HIVE = {"hive_partitioning": True, "try_parse_hive_dates": False}
