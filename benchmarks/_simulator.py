@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import selectors
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from extractor._demo import start_simulator_process, stop_simulator_process
 
 __all__ = ["SimulatorError", "SimulatorProcess", "Tenant"]
 
@@ -43,19 +42,8 @@ class SimulatorProcess:
         env: Mapping[str, str],
         log_path: Path,
     ) -> None:
-        self._argv = [
-            sys.executable,
-            "-m",
-            "extractor.simulator",
-            "--port",
-            "0",
-            "--employees",
-            str(employees),
-            "--seed",
-            str(seed),
-            "--sensitive-access",
-            *knobs,
-        ]
+        self._args = ["--employees", str(employees), "--seed", str(seed), "--sensitive-access"]
+        self._args += knobs
         self._env = dict(env)
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
@@ -66,18 +54,12 @@ class SimulatorProcess:
         return self._proc.pid if self._proc else None
 
     def __enter__(self) -> SimulatorProcess:
-        log = self._log_path.open("wb")
         try:
-            self._proc = subprocess.Popen(
-                self._argv, stdout=subprocess.PIPE, stderr=log, env=self._env
+            self._proc, self.base_url = start_simulator_process(
+                self._args, self._env, timeout=_STARTUP_TIMEOUT, log_path=self._log_path
             )
-        finally:
-            log.close()  # the child has its own descriptor
-        try:
-            self.base_url = self._read_url()
-        except BaseException:
-            self.stop()
-            raise
+        except RuntimeError as exc:
+            raise SimulatorError(str(exc)) from exc
         return self
 
     def __exit__(
@@ -88,46 +70,11 @@ class SimulatorProcess:
     ) -> None:
         self.stop()
 
-    def _read_url(self) -> str:
-        assert self._proc is not None
-        assert self._proc.stdout is not None
-        stdout = self._proc.stdout
-        deadline = time.monotonic() + _STARTUP_TIMEOUT
-        buffered = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
-            while b"\n" not in buffered:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    raise SimulatorError(
-                        f"the simulator printed no URL in {_STARTUP_TIMEOUT:.0f} s"
-                    )
-                chunk = os.read(stdout.fileno(), 4096)
-                if not chunk:
-                    raise SimulatorError(
-                        f"the simulator exited before listening (see {self._log_path})"
-                    )
-                buffered += chunk
-        url = buffered.split(b"\n", 1)[0].decode().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise SimulatorError(f"unexpected first line from the simulator: {url[:80]!r}")
-        return url
-
     def stop(self) -> None:
         """Stop the simulator (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self._proc = None
+        if self._proc is not None:
+            stop_simulator_process(self._proc)
+            self._proc = None
 
     # ---- /_sim introspection ------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from extractor._demo import start_simulator_process
+from extractor._demo import start_simulator_process, stop_simulator_process
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 ENDPOINTS = ("token", "employee_ids", "employee", "employee_changes")
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             full = _run("export", out, base_url, env)
             equal = _frame(out, synced["snapshot_id"]).equals(_frame(out, full["snapshot_id"]))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_simulator_process(proc, grace=30)
 
     counts = synced["manifest"]["sync"]["counts"]
     # two listings: one to find hires and removals, one in the catch-up pass before commit

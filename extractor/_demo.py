@@ -12,7 +12,8 @@ import os
 import secrets
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -20,31 +21,72 @@ from rich.console import Console
 from ._config import ExportConfig, load_config
 from ._logging import configure_logging
 
-__all__ = ["run_demo", "start_simulator_process"]
+__all__ = ["run_demo", "start_simulator_process", "stop_simulator_process"]
 
 
 def start_simulator_process(
-    sim_args: list[str], env: dict[str, str], *, timeout: float = 60.0
-) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m extractor.simulator`` and wait for its base URL line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "extractor.simulator", "--port", "0", *sim_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        text=True,
-    )
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("http://127.0.0.1:"):
-            return proc, line.strip()
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("the simulator did not start (no base URL printed)")
+    sim_args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    timeout: float = 60.0,
+    log_path: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m extractor.simulator --port 0 *sim_args``; return it and its base URL.
+
+    The simulator takes its default account from ``env``. Its stderr goes to ``log_path``
+    (truncated) or nowhere. Raises :class:`RuntimeError`, the process stopped, if it exits
+    or prints no URL within ``timeout`` seconds. Stop it with :func:`stop_simulator_process`.
+    """
+    argv = [sys.executable, "-m", "extractor.simulator", "--port", "0", *sim_args]
+    log = log_path.open("wb") if log_path is not None else None
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if log is None else log,
+            env=dict(env),
+        )
+    finally:
+        if log is not None:
+            log.close()  # the child has its own descriptor
+    try:
+        return proc, _read_base_url(proc, timeout, log_path)
+    except BaseException:
+        stop_simulator_process(proc)
+        raise
+
+
+def _read_base_url(proc: subprocess.Popen[bytes], timeout: float, log_path: Path | None) -> str:
+    stdout = proc.stdout
+    assert stdout is not None
+    first: list[bytes] = []
+    # a thread, not select(), so that the timeout holds on Windows pipes too; once the
+    # process is stopped its pipe closes and the read returns
+    reader = threading.Thread(target=lambda: first.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not first:
+        raise RuntimeError(f"the simulator printed no base URL in {timeout:g} s")
+    line = first[0].decode(errors="replace").strip()
+    if not line:
+        see = f" (see {log_path})" if log_path is not None else ""
+        raise RuntimeError(f"the simulator exited before listening{see}")
+    if not line.startswith("http://127.0.0.1:"):
+        raise RuntimeError(f"unexpected first line from the simulator: {line[:80]!r}")
+    return line
+
+
+def stop_simulator_process(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; closes its stdout. Safe to call twice."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -82,12 +124,7 @@ def run_demo(args: argparse.Namespace) -> int:
         result = run_async(_export_with_progress(config))
         code = report_result(result, config)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_simulator_process(proc)
     if result.committed:
         out = Path(args.out)
         python = os.path.relpath(sys.executable)  # the venv's python: it has polars

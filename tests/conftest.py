@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pytest
 
 from extractor._config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from extractor._schema import EMPLOYEES, TableSpec, records_to_batch
 from extractor._sink import PartitionedParquetWriter
 from extractor._snapshot import SnapshotStore
-from extractor.simulator import SimulatorConfig
+from extractor.simulator import Simulator, SimulatorConfig
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret-4f9c2a7e"
@@ -39,6 +40,30 @@ def sim_config(*, employees: int, seed: int, **knobs: Any) -> SimulatorConfig:
     }
     base.update(knobs)
     return SimulatorConfig(**base)
+
+
+async def start_simulator(*, employees: int, seed: int, **knobs: Any) -> Simulator:
+    """A simulator built by :func:`sim_config`, listening on loopback; the caller stops it."""
+    sim = Simulator(sim_config(employees=employees, seed=seed, **knobs), env={})
+    await sim.start()
+    return sim
+
+
+def simulator_fixture(*, employees: int, seed: int, **knobs: Any) -> Any:
+    """A test module's ``sim`` fixture: ``sim = simulator_fixture(employees=..., seed=...)``.
+
+    Each test gets a fresh simulator (:func:`start_simulator`), stopped after it.
+    """
+
+    @pytest.fixture
+    async def sim() -> AsyncIterator[Simulator]:
+        started = await start_simulator(employees=employees, seed=seed, **knobs)
+        try:
+            yield started
+        finally:
+            await started.stop()
+
+    return sim
 
 
 def export_config(base_url: str, out: Path, **changes: Any) -> ExportConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from extractor._pipeline import export
 from extractor._snapshot import list_snapshots
 from extractor._stats import RunStats
-from extractor.simulator import Simulator, SimulatorConfig
+from extractor.simulator import Simulator
 from tests.conftest import (
     API_KEY,
     CLIENT_ID,
@@ -21,30 +20,14 @@ from tests.conftest import (
     assert_same_rows,
     expected_frame,
     export_config,
+    simulator_fixture,
     snapshot_frame,
-)
-from tests.conftest import (
-    sim_config as shared_sim_config,
+    start_simulator,
 )
 
+SEED = 11
 
-def sim_config(**knobs: Any) -> SimulatorConfig:
-    return shared_sim_config(**{"employees": 600, "seed": 11, **knobs})
-
-
-async def start(**knobs: Any) -> Simulator:
-    sim = Simulator(sim_config(**knobs), env={})
-    await sim.start()
-    return sim
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = await start()
-    try:
-        yield s
-    finally:
-        await s.stop()
+sim = simulator_fixture(employees=600, seed=SEED)
 
 
 def profile_requests(sim: Simulator) -> int:
@@ -83,7 +66,7 @@ async def test_employment_details_table(sim: Simulator, tmp_path: Path) -> None:
 
 
 async def test_masked_fields_are_null_not_the_mask(tmp_path: Path) -> None:
-    sim = await start(default_sensitive_access=False)
+    sim = await start_simulator(employees=600, seed=SEED, default_sensitive_access=False)
     try:
         result = await export(export_config(sim.base_url, tmp_path))
     finally:
@@ -96,7 +79,7 @@ async def test_masked_fields_are_null_not_the_mask(tmp_path: Path) -> None:
 
 
 async def test_token_expiry_in_the_middle(tmp_path: Path) -> None:
-    sim = await start(token_lifetime=0.4, latency_ms=2)
+    sim = await start_simulator(employees=600, seed=SEED, token_lifetime=0.4, latency_ms=2)
     try:
         result = await export(export_config(sim.base_url, tmp_path, max_concurrency=8))
         truth = sim.truth()
@@ -110,7 +93,9 @@ async def test_token_expiry_in_the_middle(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("retry_after", [False, True])
 async def test_429_storm(tmp_path: Path, retry_after: bool) -> None:
-    sim = await start(rate_limit=300, burst=10, retry_after=retry_after, employees=400)
+    sim = await start_simulator(
+        employees=400, seed=SEED, rate_limit=300, burst=10, retry_after=retry_after
+    )
     try:
         result = await export(export_config(sim.base_url, tmp_path))
         truth = sim.truth()
@@ -134,7 +119,7 @@ async def test_429_storm(tmp_path: Path, retry_after: bool) -> None:
     ids=["5xx", "reset", "truncated", "stalled"],
 )
 async def test_faults_are_retried(tmp_path: Path, knobs: dict[str, Any]) -> None:
-    sim = await start(employees=300, **knobs)
+    sim = await start_simulator(employees=300, seed=SEED, **knobs)
     try:
         config = export_config(sim.base_url, tmp_path)
         if "stall_rate" in knobs:
@@ -154,7 +139,7 @@ async def test_faults_are_retried(tmp_path: Path, knobs: dict[str, Any]) -> None
 
 
 async def test_churn_during_the_run_is_caught_up(tmp_path: Path) -> None:
-    sim = await start(employees=800, latency_ms=1)
+    sim = await start_simulator(employees=800, seed=SEED, latency_ms=1)
     stats = RunStats()
     churned: list[dict[str, Any]] = []
 
@@ -224,7 +209,7 @@ async def test_unreachable_host_fails_cleanly(tmp_path: Path) -> None:
 
 
 async def test_deleted_after_listing_counts_as_vanished(tmp_path: Path) -> None:
-    sim = await start(employees=600, latency_ms=2)
+    sim = await start_simulator(employees=600, seed=SEED, latency_ms=2)
     stats = RunStats()
 
     async def delete_once_listed() -> None:
@@ -249,7 +234,7 @@ async def test_deleted_after_listing_counts_as_vanished(tmp_path: Path) -> None:
 
 
 async def test_the_manifest_records_the_org_graph_checks(tmp_path: Path) -> None:
-    sim = await start()
+    sim = await start_simulator(employees=600, seed=SEED)
     try:
         sim.churn(deletions=25)  # some of them managers: their reports now dangle
         result = await export(export_config(sim.base_url, tmp_path))

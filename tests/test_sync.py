@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,16 @@ from tests.conftest import (
     assert_same_rows,
     expected_frame,
     export_config,
-    sim_config,
+    simulator_fixture,
     snapshot_frame,
+    start_simulator,
 )
 from tests.simulator.helpers import Client
 
 EMPLOYEES = 600
+SEED = 23
 
-
-async def start(**knobs: Any) -> Simulator:
-    sim = Simulator(sim_config(**{"employees": EMPLOYEES, "seed": 23, **knobs}), env={})
-    await sim.start()
-    return sim
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    s = await start()
-    try:
-        yield s
-    finally:
-        await s.stop()
+sim = simulator_fixture(employees=EMPLOYEES, seed=SEED)
 
 
 def profile_requests(sim: Simulator) -> int:
@@ -121,7 +109,12 @@ async def test_no_base_is_a_clear_error_or_a_full_export(sim: Simulator, tmp_pat
 
 
 async def blind_sim() -> Simulator:
-    return await start(feed_blind_fields=("jobTitle", "locationId"), churn_blind_share=1.0)
+    return await start_simulator(
+        employees=EMPLOYEES,
+        seed=SEED,
+        feed_blind_fields=("jobTitle", "locationId"),
+        churn_blind_share=1.0,
+    )
 
 
 async def test_verify_sample_finds_the_changes_the_feed_missed(tmp_path: Path) -> None:
@@ -216,7 +209,7 @@ async def test_writes_and_employment_details_are_synced(sim: Simulator, tmp_path
 
 
 async def test_sync_through_faults_is_still_exact(tmp_path: Path) -> None:
-    sim = await start()
+    sim = await start_simulator(employees=EMPLOYEES, seed=SEED)
     try:
         config = export_config(sim.base_url, tmp_path)
         assert (await export(config)).exit_code == 0
@@ -232,7 +225,9 @@ async def test_sync_through_faults_is_still_exact(tmp_path: Path) -> None:
 
 
 async def test_sync_finishes_an_unfinished_export_first(tmp_path: Path) -> None:
-    sim = await start(error_rate=0.3, fault_endpoints=("employee",))
+    sim = await start_simulator(
+        employees=EMPLOYEES, seed=SEED, error_rate=0.3, fault_endpoints=("employee",)
+    )
     try:
         config = export_config(sim.base_url, tmp_path, retry=RetryPolicy(max_attempts=1))
         failed = await export(config)
