@@ -367,6 +367,10 @@ class PartitionedParquetWriter:
             open_file.writer.write_table(table, row_group_size=max(1, table.num_rows))
             open_file.rows += table.num_rows
             size = open_file.sink.tell()
+        # The row group's buffers are garbage now. Returned at once, not at the next
+        # checkpoint: between checkpoints freed-but-kept memory grew by ~80 MB at 1M rows.
+        del table
+        pa.default_memory_pool().release_unused()
         if size >= self.max_file_bytes:
             self._finish_file(partition)
 
