@@ -79,7 +79,9 @@ async def test_masked_fields_are_null_not_the_mask(tmp_path: Path) -> None:
 
 
 async def test_token_expiry_in_the_middle(tmp_path: Path) -> None:
-    sim = await start_simulator(employees=600, seed=SEED, token_lifetime=0.4, latency_ms=2)
+    # 8 in flight at 20 ms: at least 1.5 s for 600 profiles however fast the machine, so
+    # the run outlives a 0.4 s token several times.
+    sim = await start_simulator(employees=600, seed=SEED, token_lifetime=0.4, latency_ms=20)
     try:
         result = await export(export_config(sim.base_url, tmp_path, max_concurrency=8))
         truth = sim.truth()

@@ -35,6 +35,11 @@ CREDENTIAL_ENV: dict[str, str] = {
     "api_key": "UKG_API_KEY",
 }
 _SHUTDOWN_TIMEOUT = 2.0  # seconds stop() grants requests in progress
+#: Connections the kernel queues before they are accepted. aiohttp's default of 128 made the
+#: kernel drop the SYNs of a client opening hundreds of connections at once (as an export
+#: does when its window doubles): those waited out the 1 s SYN retry, and a run stalled for
+#: a second. A production front end takes such bursts (nginx's default is 511).
+LISTEN_BACKLOG = 1024
 
 
 def _made_up(field: str) -> str:
@@ -101,7 +106,7 @@ class Simulator:
         await runner.setup()
         config = self._runtime.config
         try:
-            site = web.TCPSite(runner, config.host, config.port)
+            site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
             await site.start()
         except BaseException:
             await runner.cleanup()
