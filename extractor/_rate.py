@@ -27,9 +27,13 @@ request rates (botocore ``retries/adaptive.py``, ``retries/throttling.py``):
    (``slow_start_factor``) every measurement interval / round until the first congestion
    signal. A gate only grows while it is used: the rate never exceeds ``rate_headroom``
    times the measured send rate (botocore caps at 2x its ``RateClocker`` too), and the
-   window grows only in rounds in which it was full. With no limit at all the window
-   reaches ``max_concurrency`` and the bucket sits at twice the achieved rate, where it
-   never binds.
+   window grows only in rounds in which it was full, and never beyond four times the
+   bandwidth-delay product (the highest delivery rate of a measurement interval times
+   the baseline latency; BBR's cwnd gain). While throughput rises with the window the
+   cap rises too; once a busy server stops delivering more, requests in flight would only
+   queue there: on the simulator at 5 ms, 512 in flight was slower than 256. With no limit
+   at all the window reaches ``max_concurrency`` (or that cap) and the bucket sits at
+   twice the achieved rate, where it never binds.
 2. **Congestion event.** A THROTTLED release is one; every further 429 for a request sent
    before that decrease is part of the same overload episode and only counted. That rule
    (TCP's one reduction per window of data) is what keeps a burst of 429s from
@@ -209,6 +213,9 @@ _PROBE_TRIGGER = 1.25
 _PROBE_FRACTION = 0.25
 # Length of each of the two buckets over which the in-flight peak of successes is kept.
 _PEAK_SECONDS = 1.0
+# The window grows to at most this many times the bandwidth-delay product (the peak
+# delivery rate times the baseline latency).
+_BDP_GAIN = 4.0
 # Weight of one sample in the smoothed latency that snapshot() reports.
 _LATENCY_WEIGHT = 0.05
 
@@ -388,6 +395,9 @@ class RateController:
         self._done_rate = 0.0
         self._done_peak_cur = 0.0
         self._done_peak_prev = 0.0
+        # The same peak of single intervals, unsmoothed: it keeps up with slow start.
+        self._raw_peak_cur = 0.0
+        self._raw_peak_prev = 0.0
 
         # Latency.
         self._min_cur = math.inf
@@ -660,6 +670,8 @@ class RateController:
             self._done_rate += weight * (done - self._done_rate)
         if self._done_rate > self._done_peak_cur:
             self._done_peak_cur = self._done_rate
+        if done > self._raw_peak_cur:
+            self._raw_peak_cur = done
         self._m_start = now
         self._m_sends = 0
         self._m_done = 0
@@ -768,6 +780,12 @@ class RateController:
             if not self._limit_slow_start:
                 t = now - self._l_epoch - s.recovery_seconds
                 grown = min(grown, self._l_max * (1.0 + self._window_c * t * t * t))
+            # Nor far beyond the bandwidth-delay product (BBR's cwnd gain): while the
+            # delivery rate keeps rising the cap rises with it; once it stops, more in
+            # flight would only queue at a busy server.
+            peak = max(self._raw_peak_cur, self._raw_peak_prev)
+            if peak > 0.0 and baseline < math.inf:
+                grown = min(grown, max(limit, _BDP_GAIN * peak * baseline))
             if grown > limit:
                 self._set_limit(grown)
         self._new_round()
@@ -781,6 +799,8 @@ class RateController:
         self._min_latency = self._min_prev
         self._done_peak_prev = self._done_peak_cur
         self._done_peak_cur = self._done_rate
+        self._raw_peak_prev = self._raw_peak_cur
+        self._raw_peak_cur = self._done_rate
         if rising:
             # A queue of ours that never empties would otherwise become the new baseline,
             # and latency would creep up window after window. Like BBR's PROBE_RTT: a

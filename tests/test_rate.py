@@ -522,6 +522,17 @@ def test_no_limit_means_the_ceiling_quickly_and_a_rate_far_above_use() -> None:
     assert rate >= 1.5 * steady.ok_rate  # the bucket is not what limits us
 
 
+def test_the_window_stops_where_throughput_stops_rising() -> None:
+    # 32 servers of 5 ms: 6,400/s at most, and every request beyond 32 in flight queues.
+    # At 256 in flight the queue adds 35 ms, below the latency rule's min_queue_delay, so
+    # only the bandwidth-delay cap keeps the window near 4 x 32 (it reached 512 without).
+    trace = run_scenario(QueueingServer(32, latency=0.005), duration=5.0, sample_every=0.1)
+    steady = trace.window(2.0)
+    assert steady.ok_rate >= 0.95 * 32 / 0.005
+    assert max(c for t, c in trace.concurrency if t >= 2.0) <= 160
+    assert steady.mean_latency <= 4 * 0.005
+
+
 def test_admin_ceilings_are_never_exceeded() -> None:
     settings = RateSettings(max_rate=200.0, max_concurrency=16)
     trace = run_scenario(UnlimitedServer(0.05, seed=2), duration=10.0, settings=settings)
