@@ -156,6 +156,8 @@ class _Run:
         self.seen = SeenIds()
         self.listed_chunks: list[pa.Array] = []
         self.known: pa.Array = pa.array([], pa.string())
+        # len(known) once the catch-up passes are over and known is let go (see run_job).
+        self.listed_total = 0
         self.removed: set[str] = set()
         self.latest_pass: dict[str, int] = {}
         self.failed: dict[str, str] = {}
@@ -672,6 +674,10 @@ async def run_job(
                     if not report.found_anything:
                         break
                 tg.cancel_scope.cancel()
+            # The commit does not need the listed ids: at 1M employees they are 20 MB
+            # that would sit under the commit's own peak (key checks, org graph).
+            run.listed_total = len(run.known) or run.stats.listed
+            run.known = pa.array([], pa.string())
             for table, writer in run.writers.items():
                 files = await writer.close()
                 if files:
@@ -784,7 +790,7 @@ def _manifest(
         "schema_version": SCHEMA_VERSION,
         "tables_exported": sorted(run.writers),
         "counts": {
-            "listed": len(run.known) if len(run.known) else run.stats.listed,
+            "listed": run.listed_total or len(run.known) or run.stats.listed,
             "total_reported": stats.total_reported,
             "fetched_this_run": stats.fetched,
             "resumed_from_checkpoint": resumed_from,
