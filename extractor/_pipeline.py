@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from . import __version__
 from ._auth import TokenProvider
+from ._changes import CHANGE_SKEW, ChangeFeed, change_row
 from ._config import ExportConfig
 from ._errors import (
     AuthError,
@@ -40,7 +41,6 @@ from ._errors import (
     ForbiddenError,
     NotFoundError,
     PermanentError,
-    RequestError,
     TransientError,
 )
 from ._http import ApiClient, open_pool
@@ -71,8 +71,6 @@ RELIST_CONCURRENCY = 64
 MIN_POOL = 16
 #: Failed ids listed in the manifest (the count is always exact).
 MAX_FAILED_IN_MANIFEST = 1000
-#: Clock skew allowed between us and the tenant when reading the change feed.
-CHANGE_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -161,10 +159,8 @@ class _Run:
         self.removed: set[str] = set()
         self.latest_pass: dict[str, int] = {}
         self.failed: dict[str, str] = {}
-        self.change_keys: set[tuple[str, str, str]] = set()
         self.catch_ups: list[_CatchUp] = []
-        self.feed_available = True
-        self.feed_note = ""
+        self.feed = ChangeFeed(config.dialect, config.page_size, started_at - CHANGE_SKEW)
         self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
         self._batches: dict[str, list[dict[str, Any]]] = {}
         self.writers: dict[str, AsyncTableWriter] = {}
@@ -349,52 +345,7 @@ class _Run:
     async def read_changes(self, since: datetime | None = None) -> list[dict[str, Any]]:
         """New change records since ``since`` (default: the run's start, less the allowed
         clock skew), deduplicated across calls. An unusable feed returns [] and is noted."""
-        if not self.feed_available:
-            return []
-        dialect = self.config.dialect
-        cutoff = since if since is not None else self.started_at - CHANGE_SKEW
-        start = cutoff.date()
-        end = (_utcnow() + CHANGE_SKEW).date()
-        records: list[dict[str, Any]] = []
-        try:
-            for window_start, window_end in _windows(start, end, dialect.change_window_days):
-                page = 1
-                while True:
-                    params = {
-                        dialect.start_date_param: window_start.isoformat(),
-                        dialect.end_date_param: window_end.isoformat(),
-                        dialect.page_param: str(page),
-                        dialect.per_page_param: str(self.config.page_size),
-                    }
-                    body = await self.client.get_json(
-                        dialect.changes_path, params, what="employee-changes"
-                    )
-                    data = body.get("data") if isinstance(body, dict) else None
-                    if not isinstance(data, list) or not data:
-                        break
-                    records.extend(r for r in data if isinstance(r, dict))
-                    if len(data) < self.config.page_size:
-                        break
-                    page += 1
-        except (ForbiddenError, NotFoundError, RequestError) as exc:
-            self.feed_available = False
-            self.feed_note = f"employee-changes unavailable ({exc}); catch-up used listings only"
-            log.warning(self.feed_note)
-            return []
-        fresh: list[dict[str, Any]] = []
-        for record in records:
-            employee_id = record.get("employeeId")
-            if not isinstance(employee_id, str):
-                continue
-            when = str(record.get("changedAt") or record.get("changedDate") or "")
-            if not _after(when, cutoff):
-                continue
-            key = (employee_id, when, str(record.get("changeType", "")))
-            if key in self.change_keys:
-                continue
-            self.change_keys.add(key)
-            fresh.append(record)
-        return fresh
+        return await self.feed.read(self.client, since)
 
     async def record_changes(self, records: list[dict[str, Any]]) -> None:
         """Keep change records in the ``employee_changes`` table when the job writes one."""
@@ -447,45 +398,6 @@ def _members(array: pa.Array, candidates: set[str]) -> set[str]:
         return set()
     probe = pa.array(sorted(candidates), pa.string())
     return set(probe.filter(pc.is_in(probe, value_set=array)).to_pylist())
-
-
-def change_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A change record as a row of ``employee_changes`` (its key: employee, time, type)."""
-    employee_id = str(record.get("employeeId", ""))
-    when = str(record.get("changedAt") or record.get("changedDate") or "")
-    kind = str(record.get("changeType", ""))
-    return {
-        "changeId": f"{employee_id}|{when}|{kind}",
-        "employeeId": employee_id,
-        "changeType": kind,
-        "changedDate": record.get("changedDate") or (when[:10] or None),
-        "changedAt": when or None,
-    }
-
-
-def _after(when: str, cutoff: datetime) -> bool:
-    """Is a change's timestamp (or date) at or after the cutoff? Unknown -> yes."""
-    if not when:
-        return True
-    try:
-        if len(when) == 10:
-            return date.fromisoformat(when) >= cutoff.date()
-        ts = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
-        return ts >= cutoff
-    except ValueError:
-        return True
-
-
-def _windows(start: date, end: date, days: int) -> Iterable[tuple[date, date]]:
-    """Split [start, end] (inclusive dates) into windows the tenant accepts."""
-    span = max(1, days - 1)
-    cursor = start
-    while cursor <= end:
-        stop = min(end, cursor + timedelta(days=span))
-        yield cursor, stop
-        cursor = stop + timedelta(days=1)
 
 
 def rate_settings_for(config: ExportConfig) -> RateSettings:
@@ -815,6 +727,6 @@ def _manifest(
         ],
         "consistent_at_commit": bool(run.catch_ups) and not run.catch_ups[-1].found_anything,
         "watermark": _iso(run.watermark),
-        "change_feed": "used" if run.feed_available else run.feed_note,
+        "change_feed": "used" if run.feed.available else run.feed.note,
         "duration_seconds": round(elapsed, 3),
     }

@@ -275,8 +275,8 @@ class SyncJob(Job):
 
         stats.phase = "reading changes"
         records = await run.read_changes(self.since)
-        if not run.feed_available and not self.escalated:
-            self.escalated = f"the change feed is unavailable ({run.feed_note})"
+        if not run.feed.available and not self.escalated:
+            self.escalated = f"the change feed is unavailable ({run.feed.note})"
         await run.record_changes(records)
         stats.phase = "listing"
         base_ids = _read_keys(self.base_dir(store, "employees"), "employee_id")
@@ -381,7 +381,7 @@ class SyncJob(Job):
 
     def manifest(self, run: _Run) -> dict[str, Any]:
         # a sampled employee the feed reported during the run changed while we looked
-        reported_later = {key[0] for key in run.change_keys}
+        reported_later = {key[0] for key in run.feed.keys}
         stale = {k: v for k, v in self.stale.items() if k not in reported_later}
         by_field: dict[str, int] = {}
         for fields in stale.values():
