@@ -86,6 +86,10 @@ class TokenProvider:
             return self._token
         return await self._refresh_single_flight()
 
+    def still_fresh(self, token: str) -> bool:
+        """Is ``token`` the current one, and not yet at its refresh point?"""
+        return bool(token) and token == self._token and self._clock() < self._refresh_at
+
     async def refresh(self, *, stale: str) -> str:
         """Called after a 401 with ``stale``: refresh unless another worker already did."""
         if self._token and self._token != stale:

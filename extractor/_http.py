@@ -191,15 +191,19 @@ class ApiClient:
 
     async def _get(self, target: str, what: str) -> Any:
         attempt = 1
-        refreshed = False
+        refused = 0
         while True:
             token = await self._tokens.get()
             try:
                 return await self._once(target, token, what)
             except AuthError:
-                if refreshed:
-                    raise auth_error(what) from None
-                refreshed = True
+                # Only a token that was current and unexpired counts against the
+                # credentials: one may expire while its request waits for a permit or a
+                # backoff, and refreshing then is routine. Refused twice fresh: give up.
+                if self._tokens.still_fresh(token):
+                    refused += 1
+                    if refused >= 2:
+                        raise auth_error(what) from None
                 await self._tokens.refresh(stale=token)
                 self.stats.retries += 1
             except TransientError as exc:

@@ -93,6 +93,24 @@ async def test_token_expiry_in_the_middle(tmp_path: Path) -> None:
     assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(truth))
 
 
+async def test_tokens_expiring_while_requests_wait_do_not_end_the_run(tmp_path: Path) -> None:
+    # 1 s tokens under a rate limit, with 5xx backoffs: a request's token often expires
+    # while it waits for a permit or a backoff. Each such 401 is a routine refresh, not a
+    # verdict on the credentials (a review saw whole runs end here, blaming the API key).
+    sim = await start_simulator(
+        employees=600, seed=SEED, rate_limit=200, burst=20, token_lifetime=1.0, error_rate=0.05
+    )
+    try:
+        result = await export(export_config(sim.base_url, tmp_path))
+        truth = sim.truth()
+        tokens = sim.stats()["by_endpoint"]["token"].get("200", 0)
+    finally:
+        await sim.stop()
+    assert result.exit_code == 0, result.error
+    assert tokens >= 3
+    assert_same_rows(snapshot_frame(tmp_path, result.snapshot_id), expected_frame(truth))
+
+
 @pytest.mark.parametrize("retry_after", [False, True])
 async def test_429_storm(tmp_path: Path, retry_after: bool) -> None:
     sim = await start_simulator(

@@ -38,6 +38,9 @@ class FakeTokens:
     async def get(self) -> str:
         return self.token
 
+    def still_fresh(self, token: str) -> bool:
+        return token == self.token
+
     async def refresh(self, *, stale: str) -> str:
         if stale == self.token:
             self.refreshes += 1

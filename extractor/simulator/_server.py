@@ -283,7 +283,7 @@ class Api:
                 return _oauth_error(400, "unsupported_grant_type", None)
             if account is None or rt.auth.check_client(account.client_id, client_secret) is None:
                 return _oauth_error(401, "invalid_client", None)
-            lifetime = rt.config.token_lifetime
+            lifetime = float(rt.config.token_lifetime)  # knobs may set an int
             return json_response(
                 {
                     "access_token": rt.auth.issue(account, lifetime),

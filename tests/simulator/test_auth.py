@@ -109,6 +109,13 @@ async def test_tokens_expire_after_their_lifetime(start_simulator: StartSimulato
     assert (await client.get(IDS)).status == 200
 
 
+async def test_a_whole_number_lifetime_set_as_a_knob(harness: Harness) -> None:
+    harness.sim.set_knobs(token_lifetime=2)  # an int, as JSON or Python may send it
+    reply = await harness.client.fetch_token()
+    assert reply.status == 200
+    assert reply.json()["expires_in"] == 2
+
+
 async def test_an_account_may_hold_several_valid_tokens(harness: Harness) -> None:
     tokens = [(await harness.client.fetch_token()).json()["access_token"] for _ in range(3)]
     assert len(set(tokens)) == 3
