@@ -8,13 +8,16 @@ in ``ps`` and a config file tends to end up in version control.
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import os
 import tomllib
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
@@ -147,8 +150,13 @@ class ExportConfig:
     log_interval: float = 10.0
 
     def __post_init__(self) -> None:
+        _check_types(ExportConfig, {f.name: getattr(self, f.name) for f in fields(self)}, "")
         object.__setattr__(self, "base_url", resolve_base_url(self.base_url, None))
         object.__setattr__(self, "out", Path(self.out))
+        if self.dialect.max_page_size < 1:
+            raise ConfigError(
+                f"[api] max_page_size must be at least 1, got {self.dialect.max_page_size}"
+            )
         if not 1 <= self.page_size <= self.dialect.max_page_size:
             raise ConfigError(
                 f"page size must be between 1 and {self.dialect.max_page_size}, "
@@ -159,9 +167,13 @@ class ExportConfig:
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ConfigError(f"--max-concurrency must be at least 1, got {self.max_concurrency}")
         if self.catch_up_passes < 0:
-            raise ConfigError("catch_up_passes must be 0 or more")
+            raise ConfigError(f"--catch-up-passes must be 0 or more, got {self.catch_up_passes}")
         if self.checkpoint_interval <= 0:
-            raise ConfigError("checkpoint_interval must be positive")
+            raise ConfigError(
+                f"--checkpoint-interval must be positive, got {self.checkpoint_interval}"
+            )
+        if self.log_interval <= 0:
+            raise ConfigError(f"--log-interval must be positive, got {self.log_interval}")
 
     def with_changes(self, **changes: Any) -> ExportConfig:
         return replace(self, **changes)
@@ -188,10 +200,22 @@ def resolve_base_url(base_url: str | None, region: str | None) -> str:
             )
         base_url = host
     parts = urlsplit(base_url.strip())
+    if "@" in parts.netloc:
+        # Checked first: every other message here echoes the URL, and this one must not.
+        raise ConfigError(
+            "the base URL must not contain a user name or password; credentials go in "
+            f"{ENV_CLIENT_ID} / {ENV_CLIENT_SECRET} / {ENV_API_KEY}"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"bad base URL {base_url!r}: expected something like https://service.ultipro.com"
         )
+    try:
+        bad_port = parts.port == 0
+    except ValueError:  # not a number, or above 65535
+        bad_port = True
+    if bad_port:
+        raise ConfigError(f"bad base URL {base_url!r}: the port must be a number from 1 to 65535")
     if parts.query or parts.fragment:
         raise ConfigError(f"bad base URL {base_url!r}: it must not have a query or fragment")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -236,12 +260,54 @@ def credentials_from_env(env: Mapping[str, str], file_values: Mapping[str, Any])
     return Credentials(client_id=str(client_id), client_secret=secret, api_key=api_key)
 
 
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Say what is wrong with ``value`` for a field annotated ``hint``; ``None`` if it fits."""
+    if isinstance(hint, types.UnionType):  # ``float | None``: None means "not set"
+        if value is None:
+            return None
+        (hint,) = [h for h in get_args(hint) if h is not type(None)]
+    if get_origin(hint) is Literal:
+        choices = get_args(hint)
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "must be a whole number"
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok and math.isfinite(value) else "must be a number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    if hint is Path:
+        return None if isinstance(value, str | os.PathLike) else "must be a path (a string)"
+    return None  # tables (timeouts, retry, api) are checked by ``_sub``
+
+
+def _check_types(cls: type[Any], values: Mapping[str, Any], where: str) -> None:
+    """Refuse a value whose type does not match ``cls``'s field, naming it as the user wrote it."""
+    hints = {**get_type_hints(cls), **_EXTRA_FILE_KEYS}
+    for key, value in values.items():
+        problem = _type_problem(value, hints[key]) if key in hints else None
+        if problem:
+            shown = json.dumps(value, default=str, ensure_ascii=False)
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            raise ConfigError(f"{where}{key} {problem}, got {shown}")
+
+
+#: File keys that are not ``ExportConfig`` fields but are read by :func:`load_config`.
+_EXTRA_FILE_KEYS: Mapping[str, Any] = {"region": str, "client_id": str}
 _FILE_SECRET_KEYS = {"client_secret", "api_key"}
-_TOP_KEYS = {f.name for f in fields(ExportConfig)} | {"region", "client_id", "api"}
+_TOP_KEYS = (
+    {f.name for f in fields(ExportConfig)} - {"credentials", "dialect"}
+    | set(_EXTRA_FILE_KEYS)
+    | {"api"}
+)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse the TOML config file; unknown keys and secrets are errors, not surprises."""
+    """Parse the TOML config file; unknown keys, secrets and wrong types are errors."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -249,6 +315,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     section = data.get("ukg-extract", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [ukg-extract] must be a table")
@@ -258,12 +328,23 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"config file {path} holds {', '.join(sorted(secrets))}: secrets belong in the "
             f"environment ({ENV_CLIENT_SECRET}, {ENV_API_KEY}), never in files"
         )
+    if "credentials" in section:
+        raise ConfigError(
+            f"config file {path} holds credentials: secrets belong in the environment "
+            f"({ENV_CLIENT_SECRET}, {ENV_API_KEY}), never in files; "
+            "client_id may be set as a top-level key"
+        )
+    if "dialect" in section:
+        raise ConfigError(
+            f"config file {path}: unknown setting dialect; API paths and names go in [api]"
+        )
     unknown = set(section) - _TOP_KEYS - {"timeouts", "retry"}
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(_TOP_KEYS | {'timeouts', 'retry'}))}"
         )
+    _check_types(ExportConfig, section, f"config {path}: ")
     return dict(section)
 
 
@@ -277,6 +358,15 @@ def _sub(cls: type[Any], values: Any, name: str, path: Path | None) -> Any:
             f"config {path}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )
+    where = f"config {path}: [{name}] "
+    _check_types(cls, values, where)
+    # Every number in these tables is a count (at least 1) or a time or size (positive).
+    hints = get_type_hints(cls)
+    for key, value in values.items():
+        if hints[key] is int and value < 1:
+            raise ConfigError(f"{where}{key} must be at least 1, got {value}")
+        if hints[key] is float and value <= 0:
+            raise ConfigError(f"{where}{key} must be positive, got {value}")
     try:
         return cls(**values)
     except TypeError as exc:

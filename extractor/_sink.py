@@ -83,7 +83,12 @@ def io_error(exc: OSError, path: Path | str, action: str = "writing") -> Snapsho
         return SnapshotError(
             f"disk full {action} {path}: free space and rerun; work written so far is kept"
         )
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return SnapshotError(
+            f"read-only file system {action} {path}: remount it writable (or use another "
+            "--out) and rerun; work written so far is kept"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return SnapshotError(
             f"permission denied {action} {path}: make the output folder writable and rerun; "
             "work written so far is kept"

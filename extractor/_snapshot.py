@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._errors import SnapshotError
+from ._errors import ConfigError, SnapshotError
 from ._idset import repeated_values
 from ._schema import SCHEMA_VERSION, TABLES, TableSpec
 from ._sink import fsync_dir, io_error, write_parquet_atomically
@@ -135,7 +135,7 @@ class SnapshotStore:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise io_error(exc, path, "creating") from exc
+            raise _unusable_out(self.out, exc) from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -491,6 +491,21 @@ def _keys_of_later_passes(
 
 
 # -- listing ----------------------------------------------------------------------------------
+
+
+def _unusable_out(out: Path, exc: OSError) -> ConfigError:
+    """The output folder cannot even hold the lock: nothing was sent or written yet."""
+    if exc.errno == errno.ENOTDIR or (out.exists() and not out.is_dir()):
+        why = "is a file (or under one), not a folder"
+    elif exc.errno == errno.EROFS:
+        why = "is on a read-only file system"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "is not writable by this user"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "is on a full disk"
+    else:
+        why = f"cannot be used ({exc.strerror or exc})"
+    return ConfigError(f"the output folder {out} {why}: choose another with --out")
 
 
 def list_snapshots(out: Path) -> list[SnapshotInfo]:

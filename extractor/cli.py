@@ -15,10 +15,12 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -442,17 +444,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_simulate(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = getattr(args, "log_format", None) == "json"
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        print(f"ukg-extract: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc), EXIT_USAGE, as_json=as_json)
     except ExtractError as exc:
-        print(f"ukg-extract: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(str(exc), EXIT_FAILED, as_json=as_json)
     except KeyboardInterrupt:
-        print("ukg-extract: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        if not as_json:
+            print("ukg-extract: interrupted", file=sys.stderr)
+            return EXIT_FAILED
+        return _fail("interrupted", EXIT_FAILED, as_json=True)
+    return code
+
+
+def _fail(message: str, code: int, *, as_json: bool) -> int:
+    """The last line of a failed command, on stderr: JSON too when --log-format json."""
+    if as_json:
+        moment = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        line = orjson.dumps(
+            {
+                "time": moment,
+                "level": "error",
+                "logger": "extractor",
+                "message": message,
+                "exit_code": code,
+            }
+        ).decode()
+        print(line, file=sys.stderr)
+    else:
+        print(f"ukg-extract: error: {message}", file=sys.stderr)
     return code
 
 

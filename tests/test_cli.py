@@ -80,6 +80,22 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert "UKG_API_KEY" in proc.stderr
 
 
+def test_an_unusable_output_folder_is_a_usage_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    proc = cli("export", "--out", str(a_file), "--base-url", "https://h")
+    assert proc.returncode == 2, proc.stderr
+    assert "is a file (or under one), not a folder: choose another with --out" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # with --log-format json the last word is a JSON line too
+    proc = cli("export", "--out", str(a_file), "--base-url", "https://h", "--log-format", "json")
+    assert proc.returncode == 2
+    error = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert error["level"] == "error"
+    assert error["exit_code"] == 2
+    assert "not a folder" in error["message"]
+
+
 def test_bad_key_exit_1_names_both_credentials(sim: Any, tmp_path: Path) -> None:
     proc = cli(
         "export",
