@@ -28,7 +28,7 @@ from ._errors import (
     TransientError,
 )
 from ._stats import RequestStats
-from ._wire import BodyTruncated, ConnectFailed, ConnectionPool, WireError
+from ._wire import BodyTruncated, ConnectFailed, ConnectionPool, ProtocolViolation, WireError
 
 __all__ = ["TokenProvider"]
 
@@ -144,6 +144,12 @@ class TokenProvider:
                 ) from None
             except BodyTruncated:
                 raise ConnectionLostError("token endpoint: response body cut short") from None
+            except ProtocolViolation as exc:
+                # Something answers on that port, but not in HTTP: retrying cannot help.
+                raise RequestError(
+                    f"token endpoint {self._url}: the server did not answer in HTTP ({exc}); "
+                    "check the base URL and its port (https:// for a TLS port)"
+                ) from None
             except WireError as exc:
                 raise ConnectionLostError(f"token endpoint: connection failed ({exc})") from None
             ok = status not in (429, 503)

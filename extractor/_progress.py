@@ -108,6 +108,8 @@ class ProgressReporter:
         if self.mode == "quiet":
             await anyio.sleep_forever()
         if self.mode == "log":
+            # A first point at the start: the first line then has a rate and an ETA.
+            self._window.add(time.monotonic(), self.stats.fetched)
             while True:
                 await anyio.sleep(self.interval)
                 self._log()

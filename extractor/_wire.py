@@ -289,6 +289,9 @@ class _Connection(asyncio.Protocol):
             if end < 0:
                 if len(buf) > MAX_HEAD_BYTES:
                     raise ProtocolViolation("response head too large")
+                if len(buf) >= 7 and not buf.startswith(b"HTTP/1."):
+                    # say so now, not after the read timeout (an SSH banner never ends a head)
+                    raise ProtocolViolation("not an HTTP/1.x response")
                 return False
             head = bytes(buf[:end])
             del buf[: end + 4]

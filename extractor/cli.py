@@ -357,7 +357,9 @@ def report_result(result: ExportResult, config: ExportConfig) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    out: Path = args.out or Path("output")
+    out: Path = args.out_option or args.out or Path("output")
+    if not out.is_dir():
+        raise ConfigError(f"no output folder at {out}: pass the --out of your exports")
     snapshots = list_snapshots(out)
     if args.json:
         import orjson
@@ -381,7 +383,10 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
             str(m.get("started_at", "")),
             f"{m.get('duration_seconds', 0):.0f} s",
         )
-    Console().print(table if snapshots else f"no committed snapshots in {out}")
+    # Off a terminal (a pipe, a log) rich would cut the table to 80 columns, snapshot ids
+    # included: lay it out as wide as it needs.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(table if snapshots else f"no committed snapshots in {out}")
     return EXIT_OK
 
 
@@ -421,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("snapshots", help="list committed snapshots")
     p.add_argument("out", nargs="?", type=Path, help="output folder (default: ./output)")
+    p.add_argument(
+        "--out", dest="out_option", type=Path, help="the same, as the other commands take it"
+    )
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.set_defaults(func=cmd_snapshots)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +99,31 @@ def test_an_unusable_output_folder_is_a_usage_error(tmp_path: Path) -> None:
     assert "not a folder" in error["message"]
 
 
+def test_a_port_that_does_not_speak_http_fails_at_once_with_a_hint(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_garbage() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:  # a banner, then silence, as an SSH server on the wrong port
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                    conn.settimeout(5)
+                    with contextlib.suppress(OSError):
+                        while conn.recv(65536):
+                            pass
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        proc = cli("export", "--out", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}")
+    finally:
+        listener.close()
+    assert proc.returncode == 1, proc.stderr
+    assert "did not answer in HTTP" in proc.stderr
+    assert "check the base URL and its port" in proc.stderr
+
+
 def test_bad_key_exit_1_names_both_credentials(sim: Any, tmp_path: Path) -> None:
     proc = cli(
         "export",
@@ -119,6 +147,13 @@ def test_snapshots_command_lists_committed(sim: Any, tmp_path: Path) -> None:
     manifests = json.loads(proc.stdout)
     assert len(manifests) == 1
     assert manifests[0]["complete"] is True
+    # --out as every other command takes it; piped, the id is printed whole
+    proc = cli("snapshots", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert manifests[0]["snapshot_id"] in proc.stdout
+    proc = cli("snapshots", "--out", str(tmp_path / "typo"))
+    assert proc.returncode == 2
+    assert "no output folder" in proc.stderr
 
 
 def _journal_lines(out: Path) -> int:

@@ -1,6 +1,8 @@
 import io
+import logging
 
 import anyio
+import pytest
 
 from extractor._progress import ProgressReporter, summary_table
 from extractor._stats import RunStats
@@ -47,3 +49,22 @@ def test_summary_table_has_the_counts() -> None:
     text = out.getvalue()
     assert "20240101T000000Z" in text
     assert "42" in text
+
+
+async def test_the_first_log_line_already_has_a_rate(caplog: pytest.LogCaptureFixture) -> None:
+    stats = RunStats(total_reported=1000, fetched=0, phase="fetching")
+    reporter = ProgressReporter(stats, None, mode="log", interval=0.2, stream=io.StringIO())
+
+    async def work() -> None:
+        await anyio.sleep(0.05)
+        stats.fetched = 100
+
+    with caplog.at_level(logging.INFO, logger="extractor"):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work)
+            with anyio.move_on_after(0.3):
+                await reporter._run()
+    first = next(r for r in caplog.records if r.getMessage().startswith("fetching"))
+    progress = first.progress  # type: ignore[attr-defined]
+    assert progress["rate"] > 0
+    assert progress["eta_seconds"] is not None

@@ -253,6 +253,13 @@ async def test_not_http_is_a_protocol_violation() -> None:
             await pool.get("/", pool.header_block(HEADERS))
 
 
+async def test_a_banner_that_never_ends_a_head_is_refused_at_once() -> None:
+    # No blank line ever comes: the client must not wait out its 30 s read timeout.
+    async with serve(b"SSH-2.0-OpenSSH\r\n") as server, pool_for(server, read_timeout=30) as pool:
+        with pytest.raises(ProtocolViolation):
+            await asyncio.wait_for(pool.get("/", pool.header_block(HEADERS)), 5)
+
+
 async def test_read_timeout() -> None:
     async def hang(writer: asyncio.StreamWriter) -> None:
         await server.hold.wait()
