@@ -41,6 +41,7 @@ from ._errors import (
     ForbiddenError,
     NotFoundError,
     PermanentError,
+    SnapshotError,
     TransientError,
 )
 from ._http import ApiClient, open_pool
@@ -607,6 +608,8 @@ async def run_job(
                         files = await writer.close()
                         if files:
                             staged.record_finished(table, files, run.pass_no)
+                    except SnapshotError as close_error:  # already says what to do
+                        log.warning("could not close the %s writer: %s", table, close_error)
                     except Exception:
                         log.warning("could not close the %s writer", table, exc_info=True)
             if not isinstance(exc, Exception):

@@ -173,7 +173,8 @@ def summary_table(manifest: dict[str, Any], *, committed: bool) -> Table:
     """The final summary, as a rich table."""
     counts = manifest.get("counts", {})
     requests = manifest.get("requests", {})
-    table = Table(title="ukg-extract export", show_header=False, title_justify="left")
+    command = "sync" if manifest.get("mode") == "incremental" or "sync" in manifest else "export"
+    table = Table(title=f"ukg-extract {command}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     rows: list[tuple[str, str]] = [

@@ -88,17 +88,21 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="discard an unfinished snapshot instead of resuming it",
     )
-    run.add_argument("--checkpoint-interval", type=float, help="seconds between checkpoints")
+    run.add_argument(
+        "--checkpoint-interval", type=float, help="seconds between checkpoints (default 30)"
+    )
     run.add_argument("--catch-up-passes", type=int, help="max catch-up passes (default 3)")
     out = p.add_argument_group("output")
-    out.add_argument("--quiet", "-q", action="store_true", help="only errors")
+    out.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
     out.add_argument(
         "--progress",
         choices=["auto", "bar", "log", "quiet"],
         help="live bar on a terminal, log lines otherwise (auto)",
     )
     out.add_argument("--log-format", choices=["text", "json"], help="json for log shippers")
-    out.add_argument("--log-interval", type=float, help="seconds between progress log lines")
+    out.add_argument(
+        "--log-interval", type=float, help="seconds between progress log lines (default 10)"
+    )
 
 
 def _config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> ExportConfig:
@@ -241,7 +245,8 @@ def _add_sync_arguments(p: argparse.ArgumentParser) -> None:
         type=_days_or_never,
         default=7.0,
         metavar="DAYS",
-        help="full export when the last full snapshot is older than DAYS (default 7; never)",
+        help="full export when the last full snapshot is older than DAYS (default 7; 0 or "
+        "'never': never)",
     )
     s.add_argument("--sample-seed", type=int, help="seed for the verify sample (reproducible runs)")
     s.add_argument(
@@ -408,6 +413,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+_ENVIRONMENT_AND_EXIT_CODES = """\
+environment:
+  UKG_CLIENT_ID, UKG_CLIENT_SECRET   the service account (client credentials)
+  UKG_API_KEY                        the tenant's US-API-Key
+  UKG_BASE_URL                       the tenant's host, unless --base-url or --region
+
+exit codes:
+  0  committed, complete
+  1  failed: nothing committed; rerun the same command to resume
+  2  usage: bad flags, config file, environment or output folder
+  3  committed without some employees (--allow-partial)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ukg-extract",
@@ -416,11 +435,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ukg-extract {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("export", help="full snapshot of every employee")
+    p = sub.add_parser(
+        "export",
+        help="full snapshot of every employee",
+        description="Export every employee of the tenant into a new Parquet snapshot.",
+        epilog=_ENVIRONMENT_AND_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_export_arguments(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("sync", help="new complete snapshot from the latest one plus changes")
+    p = sub.add_parser(
+        "sync",
+        help="new complete snapshot from the latest one plus changes",
+        description="A new complete snapshot: the latest one plus what changed since.",
+        epilog=_ENVIRONMENT_AND_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_sync_arguments(p)
     p.set_defaults(func=cmd_sync)
 

@@ -71,6 +71,14 @@ def test_export_exit_0_and_no_secret_anywhere(sim: Any, tmp_path: Path) -> None:
         assert API_KEY not in text
 
 
+def test_help_names_the_environment_and_the_exit_codes() -> None:
+    for command in ("export", "sync"):
+        proc = cli(command, "--help")
+        assert proc.returncode == 0
+        for text in ("UKG_CLIENT_SECRET", "UKG_API_KEY", "exit codes", "--allow-partial"):
+            assert text in proc.stdout
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     proc = cli("export", "--out", str(tmp_path), "--region", "mars")
     assert proc.returncode == 2

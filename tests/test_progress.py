@@ -3,6 +3,7 @@ import logging
 
 import anyio
 import pytest
+from rich.console import Console
 
 from extractor._progress import ProgressReporter, summary_table
 from extractor._stats import RunStats
@@ -68,3 +69,12 @@ async def test_the_first_log_line_already_has_a_rate(caplog: pytest.LogCaptureFi
     progress = first.progress  # type: ignore[attr-defined]
     assert progress["rate"] > 0
     assert progress["eta_seconds"] is not None
+
+
+def test_summary_title_names_the_command() -> None:
+    console = Console(file=io.StringIO(), width=120)
+    console.print(summary_table({"mode": "incremental", "sync": {}}, committed=True))
+    console.print(summary_table({"mode": "full"}, committed=True))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "ukg-extract sync" in text
+    assert "ukg-extract export" in text
