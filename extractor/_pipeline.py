@@ -155,8 +155,6 @@ class _Run:
         self.seen = SeenIds()
         self.listed_chunks: list[pa.Array] = []
         self.known: pa.Array = pa.array([], pa.string())
-        # len(known) once the catch-up passes are over and known is let go (see run_job).
-        self.listed_total = 0
         self.removed: set[str] = set()
         self.latest_pass: dict[str, int] = {}
         self.failed: dict[str, str] = {}
@@ -589,8 +587,7 @@ async def run_job(
                 tg.cancel_scope.cancel()
             # The commit does not need the listed ids: at 1M employees they are 20 MB
             # that would sit under the commit's own peak (key checks, org graph).
-            run.listed_total = len(run.known) or run.stats.listed
-            run.known = pa.array([], pa.string())
+            run.known = pa.array([], pa.string())  # stats.listed keeps its length
             for table, writer in run.writers.items():
                 files = await writer.close()
                 if files:
@@ -705,7 +702,7 @@ def _manifest(
         "schema_version": SCHEMA_VERSION,
         "tables_exported": sorted(run.writers),
         "counts": {
-            "listed": run.listed_total or len(run.known) or run.stats.listed,
+            "listed": run.stats.listed,
             "total_reported": stats.total_reported,
             "fetched_this_run": stats.fetched,
             "resumed_from_checkpoint": resumed_from,

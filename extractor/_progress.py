@@ -173,7 +173,7 @@ def summary_table(manifest: dict[str, Any], *, committed: bool) -> Table:
     """The final summary, as a rich table."""
     counts = manifest.get("counts", {})
     requests = manifest.get("requests", {})
-    command = "sync" if manifest.get("mode") == "incremental" or "sync" in manifest else "export"
+    command = "sync" if "sync" in manifest else "export"  # every sync manifest has one
     table = Table(title=f"ukg-extract {command}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")

@@ -15,12 +15,10 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -28,7 +26,7 @@ from . import __version__
 from ._cli_analysis import add_parsers as add_analysis_parsers
 from ._config import ExportConfig, load_config
 from ._errors import ConfigError, ExtractError
-from ._logging import configure_logging
+from ._logging import JsonFormatter, configure_logging
 from ._pipeline import ExportResult, export
 from ._progress import ProgressReporter, summary_table
 from ._rate import RateController
@@ -501,17 +499,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, code: int, *, as_json: bool) -> int:
     """The last line of a failed command, on stderr: JSON too when --log-format json."""
     if as_json:
-        moment = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        line = orjson.dumps(
+        record = logging.makeLogRecord(
             {
-                "time": moment,
-                "level": "error",
-                "logger": "extractor",
-                "message": message,
+                "name": "extractor",
+                "levelname": "ERROR",
+                "levelno": logging.ERROR,
+                "msg": message,
                 "exit_code": code,
             }
-        ).decode()
-        print(line, file=sys.stderr)
+        )
+        print(JsonFormatter().format(record), file=sys.stderr)
     else:
         print(f"ukg-extract: error: {message}", file=sys.stderr)
     return code

@@ -73,7 +73,7 @@ async def test_the_first_log_line_already_has_a_rate(caplog: pytest.LogCaptureFi
 
 def test_summary_title_names_the_command() -> None:
     console = Console(file=io.StringIO(), width=120)
-    console.print(summary_table({"mode": "incremental", "sync": {}}, committed=True))
+    console.print(summary_table({"mode": "full", "sync": {"full_reason": "x"}}, committed=True))
     console.print(summary_table({"mode": "full"}, committed=True))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "ukg-extract sync" in text
